@@ -1,0 +1,44 @@
+"""Zero-setup registration of the plug-in trainers with stock nnU-Net.
+
+nnU-Net v2 looks for trainer classes in its own tree and then in every folder listed in the
+environment variable ``nnUNet_extTrainer`` (``os.pathsep``-separated, read when a trainer is looked
+up, by training and by prediction). The wheel installs ``nnunet_tongue.pth`` into site-packages;
+Python runs it at start-up and it calls :func:`register_at_startup`, which appends
+:data:`TRAINER_FOLDER` to that variable. A user's own folders stay first and keep working.
+
+Switch it off with ``NNUNET_TONGUE_AUTOREGISTER=0``; then add the folder yourself
+(``nnunet-tongue trainer-folder`` prints it).
+"""
+
+import os
+
+#: Folder of thin modules that only re-export the plug-in trainer classes (absolute imports).
+TRAINER_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnUNet_extTrainer")
+ENV_TRAINERS = "nnUNet_extTrainer"
+ENV_SWITCH = "NNUNET_TONGUE_AUTOREGISTER"
+
+
+def autoregister_enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def add_trainer_folder(environ: "os._Environ | dict" = os.environ) -> None:
+    """Append :data:`TRAINER_FOLDER` to ``nnUNet_extTrainer`` in ``environ`` unless it is listed."""
+    current = [p for p in environ.get(ENV_TRAINERS, "").split(os.pathsep) if p]
+    if TRAINER_FOLDER not in current:
+        environ[ENV_TRAINERS] = os.pathsep.join(current + [TRAINER_FOLDER])
+
+
+def register_at_startup() -> None:
+    """Called from ``nnunet_tongue.pth``; must stay cheap and must never raise."""
+    try:
+        if autoregister_enabled():
+            add_trainer_folder()
+    except Exception:  # a broken environment must not stop every Python process from starting
+        pass
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    """``nnunet-tongue trainer-folder``: print the folder for ``nnUNet_extTrainer``."""
+    print(TRAINER_FOLDER)
+    return 0
