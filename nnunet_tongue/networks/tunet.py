@@ -1,0 +1,218 @@
+"""Transformer-UNet (T-Unet): a ViT on the raw image's patches feeds a U-Net decoder.
+
+The main path is a transformer: the raw image is cut into n×n patches by a convolutional patch
+embedding (kernel = stride = n), a learnable position embedding is added, and pre-LayerNorm blocks
+(8 heads, ELU in the MLP, fused ``scaled_dot_product_attention``) mix all patches. The token grid,
+reshaped to an image of stride n, is the decoder's input. A residual CNN encoder on the raw image is
+*not* in the main path: its feature maps at strides 1, 2, …, n/2 are concatenated into the decoder
+stages, which upsample bilinearly. See ``docs/networks.md`` for the diagram.
+
+The constructor mirrors nnU-Net plans: stage ``s`` has ``features_per_stage[s]``, ``strides[s]``,
+``kernel_sizes[s]`` and ``n_blocks_per_stage[s]``. Stages ``0 … n_stages-2`` are the CNN encoder; the
+last stage is the transformer: its width is the embedding dimension, its block count the number of
+transformer layers, and the patch size n is the product of all strides (per axis).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Type
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, maybe_convert_scalar_to_list
+from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
+from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
+from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import nn
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.dropout import _DropoutNd
+
+
+def _per_stage(value, n: int) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+
+
+class PatchTransformer(nn.Module):
+    """ViT encoder on the raw image: patch embedding + position embedding + pre-LN blocks → token map.
+
+    ``pos_embed_grid`` is the token grid the position embedding is learnt for (planned patch // n); other
+    grid sizes get it resampled (bicubic), so any input divisible by the patch size works.
+    """
+
+    def __init__(self, input_channels: int, patch_size: Sequence[int], embed_dim: int, depth: int = 6,
+                 num_heads: int = 8, mlp_ratio: float = 4.0, pos_embed_grid: Sequence[int] = (8, 8),
+                 drop_path_rate: float = 0.0):
+        super().__init__()
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.pos_embed_grid = tuple(int(g) for g in pos_embed_grid)
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=self.patch_size, in_chans=input_channels,
+                                      embed_dim=embed_dim, strict_img_size=False)
+        self.pos_embed = nn.Parameter(torch.zeros(1, int(np.prod(self.pos_embed_grid)), embed_dim))
+        trunc_normal_(self.pos_embed, std=0.02)
+        drop_path = np.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.Sequential(*[
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=drop_path[i],
+                  act_layer=nn.ELU, norm_layer=nn.LayerNorm)
+            for i in range(depth)
+        ])
+        self.norm = nn.LayerNorm(embed_dim)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.pos_embed.shape[-1]
+
+    def grid_size(self, image_size: Sequence[int]) -> tuple[int, ...]:
+        bad = [s for s, p in zip(image_size, self.patch_size) if s % p]
+        if bad:
+            raise ValueError(f"T-Unet input {tuple(image_size)} is not divisible by its patch size {self.patch_size}; "
+                             f"pad or plan a patch size that is a multiple of it")
+        return tuple(s // p for s, p in zip(image_size, self.patch_size))
+
+    def position_embedding(self, grid: tuple[int, ...]) -> torch.Tensor:
+        if grid == self.pos_embed_grid:
+            return self.pos_embed
+        return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.pos_embed_grid), num_prefix_tokens=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.grid_size(x.shape[2:])
+        tokens = self.patch_embed(x) + self.position_embedding(grid)
+        tokens = self.norm(self.blocks(tokens))
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, *grid)
+
+    def compute_feature_map_size(self, image_size: Sequence[int]) -> int:
+        """Activation elements per sample; the attention matrix counted as if materialised (upper bound)."""
+        n_tokens = int(np.prod(self.grid_size(image_size)))
+        d, hidden = self.embed_dim, int(self.embed_dim * self.mlp_ratio)
+        # per block: 2 norms, qkv (3), attention output, projection, 2 residual sums, fc1 + ELU, fc2
+        per_block = n_tokens * (d * 9 + hidden * 2) + self.num_heads * n_tokens * n_tokens
+        return int(n_tokens * d * 2 + len(self.blocks) * per_block)
+
+
+class TUNetDecoder(nn.Module):
+    """Decoder from the token map (stride n) to full resolution, concatenating the CNN skips.
+
+    Each stage: bilinear (trilinear in 3d) upsampling to the skip's size → concat skip → convs. One
+    segmentation head per stage; with ``deep_supervision`` all are returned, highest resolution first.
+    """
+
+    def __init__(self, encoder: ResidualEncoder, input_channels: int, num_classes: int,
+                 n_conv_per_stage: int | Sequence[int], deep_supervision: bool):
+        super().__init__()
+        self.deep_supervision = deep_supervision
+        self.skip_channels = list(encoder.output_channels)
+        n = len(self.skip_channels)
+        n_conv = _per_stage(n_conv_per_stage, n)
+        self.mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[convert_conv_op_to_dim(encoder.conv_op)]
+        stages, seg_layers = [], []
+        below = input_channels
+        for s in reversed(range(n)):  # deepest skip first
+            stages.append(StackedConvBlocks(
+                n_conv[s], encoder.conv_op, below + self.skip_channels[s], self.skip_channels[s],
+                encoder.kernel_sizes[s], 1, encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs,
+                encoder.dropout_op, encoder.dropout_op_kwargs, encoder.nonlin, encoder.nonlin_kwargs))
+            seg_layers.append(encoder.conv_op(self.skip_channels[s], num_classes, 1, 1, 0, bias=True))
+            below = self.skip_channels[s]
+        self.stages = nn.ModuleList(stages)
+        self.seg_layers = nn.ModuleList(seg_layers)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        outputs = []
+        for i, (stage, skip) in enumerate(zip(self.stages, reversed(skips))):
+            x = F.interpolate(x, size=skip.shape[2:], mode=self.mode, align_corners=False)
+            x = stage(torch.cat((x.to(skip.dtype), skip), 1))
+            if self.deep_supervision or i == len(self.stages) - 1:
+                outputs.append(self.seg_layers[i](x))
+        outputs = outputs[::-1]
+        return outputs if self.deep_supervision else outputs[0]
+
+    def compute_conv_feature_map_size(self, skip_sizes: list[list[int]], input_channels: int) -> int:
+        """Elements per sample: upsampled + concatenated maps, conv outputs, segmentation heads."""
+        total, below = 0, input_channels
+        for i, s in enumerate(reversed(range(len(skip_sizes)))):
+            pixels = int(np.prod(skip_sizes[s]))
+            total += pixels * (below + (below + self.skip_channels[s]))
+            total += int(self.stages[i].compute_conv_feature_map_size(skip_sizes[s]))
+            total += pixels * self.seg_layers[i].out_channels
+            below = self.skip_channels[s]
+        return total
+
+
+class TransformerUNet(nn.Module):
+    """T-Unet; arguments follow nnU-Net plans (see the module docstring for the stage convention)."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        n_stages: int,
+        features_per_stage: int | Sequence[int],
+        conv_op: Type[_ConvNd],
+        kernel_sizes: int | Sequence,
+        strides: int | Sequence,
+        n_blocks_per_stage: int | Sequence[int],
+        num_classes: int,
+        n_conv_per_stage_decoder: int | Sequence[int] = 2,
+        conv_bias: bool = False,
+        norm_op: Type[nn.Module] | None = None,
+        norm_op_kwargs: dict | None = None,
+        dropout_op: Type[_DropoutNd] | None = None,
+        dropout_op_kwargs: dict | None = None,
+        nonlin: Type[nn.Module] | None = None,
+        nonlin_kwargs: dict | None = None,
+        deep_supervision: bool = False,
+        pos_embed_grid: Sequence[int] | None = None,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        if n_stages < 2:
+            raise ValueError("T-Unet needs at least one CNN stage and the transformer stage (n_stages >= 2)")
+        features = _per_stage(features_per_stage, n_stages)
+        kernels = _per_stage(kernel_sizes, n_stages)
+        stride_list = [maybe_convert_scalar_to_list(conv_op, s) for s in _per_stage(strides, n_stages)]
+        blocks = _per_stage(n_blocks_per_stage, n_stages)
+        patch_size = np.prod(np.array(stride_list), axis=0).astype(int).tolist()
+        if pos_embed_grid is None:
+            pos_embed_grid = [8] * len(patch_size)
+
+        self.encoder = ResidualEncoder(
+            input_channels, n_stages - 1, features[:-1], conv_op, kernels[:-1], stride_list[:-1], blocks[:-1],
+            conv_bias, norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs,
+            return_skips=True)
+        self.transformer = PatchTransformer(input_channels, patch_size, features[-1], blocks[-1], num_heads,
+                                            mlp_ratio, pos_embed_grid, drop_path_rate)
+        self.decoder = TUNetDecoder(self.encoder, features[-1], num_classes, n_conv_per_stage_decoder,
+                                    deep_supervision)
+
+    @property
+    def patch_size(self) -> tuple[int, ...]:
+        return self.transformer.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        skips = self.encoder(x)
+        return self.decoder(self.transformer(x), skips)
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
+        """Activation elements per sample (nnU-Net's VRAM proxy), attention included."""
+        skip_sizes, size = [], list(input_size)
+        for stride in self.encoder.strides:
+            size = [i // j for i, j in zip(size, stride)]
+            skip_sizes.append(size)
+        return int(self.encoder.compute_conv_feature_map_size(input_size)
+                   + self.transformer.compute_feature_map_size(input_size)
+                   + self.decoder.compute_conv_feature_map_size(skip_sizes, self.transformer.embed_dim))
+
+    @staticmethod
+    def initialize(module: nn.Module) -> None:
+        """He init for convolutions, zero last norm in residual blocks, ViT init for linear layers."""
+        InitWeights_He(1e-2)(module)
+        init_last_bn_before_add_to_0(module)
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)

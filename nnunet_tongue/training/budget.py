@@ -1,0 +1,68 @@
+"""Trainers with a training budget set from the environment (tests, demo, benchmarks).
+
+``nnUNetTrainerTUNet_Budget`` and friends are the plug-in trainers (and nnU-Net's default) with
+``num_epochs``, ``num_iterations_per_epoch`` and ``num_val_iterations_per_epoch`` read from
+
+- ``NNUNET_TONGUE_EPOCHS``
+- ``NNUNET_TONGUE_ITERATIONS``      (training iterations per epoch)
+- ``NNUNET_TONGUE_VAL_ITERATIONS``  (validation iterations per epoch)
+
+when they are set; unset ones keep the trainer's default. Everything else is the parent trainer,
+so a budget run compares architectures and optimisers on equal terms.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_tongue.training.trainers import nnUNetTrainerFabiansUNet, nnUNetTrainerResUNet, nnUNetTrainerTUNet
+
+BUDGET_VARIABLES = {
+    "num_epochs": "NNUNET_TONGUE_EPOCHS",
+    "num_iterations_per_epoch": "NNUNET_TONGUE_ITERATIONS",
+    "num_val_iterations_per_epoch": "NNUNET_TONGUE_VAL_ITERATIONS",
+}
+
+
+def _positive_int(variable: str) -> int | None:
+    raw = os.environ.get(variable)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{variable}={raw!r}: must be a positive whole number (or unset for the default)")
+    return value
+
+
+class BudgetMixin:
+    """Reads the training budget from the environment after the parent trainer set its defaults."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        for attribute, variable in BUDGET_VARIABLES.items():
+            value = _positive_int(variable)
+            if value is not None:
+                setattr(self, attribute, value)
+
+
+class nnUNetTrainer_Budget(BudgetMixin, nnUNetTrainer):
+    """nnU-Net's default trainer (PlainConvUNet, SGD) with an environment-set budget."""
+
+
+class nnUNetTrainerResUNet_Budget(BudgetMixin, nnUNetTrainerResUNet):
+    """:class:`nnUNetTrainerResUNet` with an environment-set budget."""
+
+
+class nnUNetTrainerFabiansUNet_Budget(BudgetMixin, nnUNetTrainerFabiansUNet):
+    """:class:`nnUNetTrainerFabiansUNet` with an environment-set budget."""
+
+
+class nnUNetTrainerTUNet_Budget(BudgetMixin, nnUNetTrainerTUNet):
+    """:class:`nnUNetTrainerTUNet` with an environment-set budget."""

@@ -1,0 +1,76 @@
+"""nnU-Net trainers for the plug-in networks. Each builds its network from nnU-Net's DEFAULT plans
+(``nnUNetPlans``, no ``-p`` needed) or from plans written by a plug-in planner.
+
+- :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder; nnU-Net's SGD schedule.
+- :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder; nnU-Net's SGD schedule.
+- :class:`nnUNetTrainerTUNet`: Transformer-UNet; AdamW, warmup + poly decay, non-finite updates skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunet_tongue.networks.from_plans import architecture_for, build_network
+from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
+
+
+class nnUNetTrainerResUNet(nnUNetTrainer):
+    """Residual-encoder + residual-decoder U-Net (dynamic-network-architectures ``ResidualUNet``)."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_network("ResUNet", configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision)
+
+
+class nnUNetTrainerFabiansUNet(nnUNetTrainer):
+    """FabiansUNet: residual encoder (1,2,3,4,4,… blocks) + one conv per decoder stage."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_network("FabiansUNet", configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision)
+
+
+class nnUNetTrainerTUNet(nnUNetTrainer):
+    """Transformer-UNet with AdamW (weight decay off for norms/biases/position embedding), a linear warmup
+    over the first ``warmup_fraction`` of the epochs, then poly decay; NaN/Inf updates are skipped."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+        self.weight_decay = 5e-2
+        self.warmup_fraction = 0.05
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision)
+
+    def _get_deep_supervision_scales(self):
+        """One scale per decoder output: the T-Unet's own strides, not those of the plans' PlainConvUNet."""
+        if not self.enable_deep_supervision:
+            return None
+        arch = architecture_for("TUNet", self.configuration_manager.configuration["architecture"],
+                                self.configuration_manager.patch_size)
+        strides = np.vstack([np.broadcast_to(s, (len(self.configuration_manager.patch_size),))
+                             for s in arch["arch_kwargs"]["strides"]])
+        return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
+
+    def configure_optimizers(self):
+        network = self.network.module if self.is_ddp else self.network
+        optimizer = GuardedAdamW(decay_and_no_decay_groups(network, self.weight_decay), lr=self.initial_lr,
+                                 betas=(0.9, 0.98))
+        warmup = max(1, round(self.warmup_fraction * self.num_epochs)) if self.num_epochs > 1 else 0
+        return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, warmup, self.num_epochs)
