@@ -194,8 +194,8 @@ class TransformerUNet(nn.Module):
         return self.transformer.patch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        skips = self.encoder(x)
-        return self.decoder(self.transformer(x), skips)
+        tokens = self.transformer(x)  # first: it checks that x is divisible by the patch size
+        return self.decoder(tokens, self.encoder(x))
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
         """Activation elements per sample (nnU-Net's VRAM proxy), attention included."""

@@ -1,0 +1,54 @@
+"""Zero-setup registration: stock nnU-Net finds the plug-in trainers right after install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nnunet_tongue.registration import TRAINER_FOLDER
+
+
+def python(code: str, **env_changes: str | None) -> str:
+    """Run ``code`` in a fresh interpreter of this environment (so site-packages' .pth files run)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("nnUNet_extTrainer", "NNUNET_TONGUE_AUTOREGISTER")}
+    env.update({k: v for k, v in env_changes.items() if v is not None})
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True, timeout=300).stdout.strip().splitlines()[-1]
+
+
+def test_fresh_interpreter_has_the_trainer_folder_in_nnUNet_extTrainer():
+    assert python("import os; print(os.environ['nnUNet_extTrainer'])") == TRAINER_FOLDER
+
+
+def test_users_own_trainer_folders_stay_first():
+    value = python("import os; print(os.environ['nnUNet_extTrainer'])", nnUNet_extTrainer="/my/trainers")
+    assert value.split(os.pathsep) == ["/my/trainers", TRAINER_FOLDER]
+
+
+def test_registration_can_be_switched_off():
+    code = "import os; print(os.environ.get('nnUNet_extTrainer', 'unset'))"
+    assert python(code, NNUNET_TONGUE_AUTOREGISTER="0") == "unset"
+
+
+def test_stock_trainer_lookup_returns_the_package_classes():
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
+            "print(','.join(find(n).__module__ for n in "
+            "['nnUNetTrainerTUNet', 'nnUNetTrainerResUNet', 'nnUNetTrainerFabiansUNet', 'nnUNetTrainer_Budget']))")
+    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 3 + ["nnunet_tongue.training.budget"]
+
+
+def test_a_users_own_external_trainer_still_resolves(tmp_path: Path):
+    (tmp_path / "my_trainers.py").write_text(
+        "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+        "class nnUNetTrainerMine(nnUNetTrainer):\n    pass\n")
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
+            "print(find('nnUNetTrainerMine').__name__, find('nnUNetTrainerTUNet').__name__)")
+    assert python(code, nnUNet_extTrainer=str(tmp_path)) == "nnUNetTrainerMine nnUNetTrainerTUNet"
+
+
+def test_trainer_folder_holds_only_thin_re_exports():
+    for module in Path(TRAINER_FOLDER).glob("*.py"):
+        assert "class " not in module.read_text(), f"{module} must only re-export classes"
+    assert not (Path(TRAINER_FOLDER) / "__init__.py").exists()
