@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("[5/6] segment the held-out photos", flush=True)
     segmented = work / "segmented"
-    _run(["nnunet-tongue", "segment", str(heldout / "images"), "-o", str(segmented), "-m", str(model),
-          "-f", "0", "-device", args.device], env, log)
+    _run(["nnunet-tongue", "segment", "-i", str(heldout / "images"), "-o", str(segmented), "-m", str(model),
+          "-f", "0", "-device", args.device, "--no-progress"], env, log)
 
     print("[6/6] evaluate against their masks", flush=True)
     report = work / "evaluation"
