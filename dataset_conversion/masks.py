@@ -22,8 +22,10 @@ INVERTED_MIN_BLOB_AREA = 0.01
 #: ... that touches at most this many sides of the image.
 INVERTED_MAX_BLOB_SIDES = 1
 
-#: lossy / anti-aliased two-level masks: values within 10 % of either end must cover this share of the mask
-NEAR_BINARY_SHARE = 0.99
+#: lossy / anti-aliased two-level masks: values within 10 % of either end must cover this share of the mask,
+#: and values in between must take at least this many levels (fewer is a third label, not noise)
+NEAR_BINARY_SHARE = 0.95
+NEAR_BINARY_MIN_LEVELS = 3
 
 
 def mask_levels(im: Image.Image) -> tuple[np.ndarray, int, list[Finding]]:
@@ -60,8 +62,9 @@ def binarise(values: np.ndarray, full_scale: int, mapping: dict[int, int] | None
     1. ``mapping`` (``--mask-values``) given: value -> label 0/1; a value missing from it is an error.
     2. one value: tongue where it is non-zero (empty or full mask).
     3. two values: the higher is tongue (0/1, 0/255, 1-bit, any two-level mask).
-    4. more, but >= 99 % of pixels within 10 % of either end of the scale with both ends present (JPEG or
-       anti-aliased two-level mask): tongue where value >= half scale (128 for 8 bits), with a warning.
+    4. more, but both ends of the scale present, >= 95 % of pixels within 10 % of either end, and the
+       values in between (if any) spread over at least 3 levels (a JPEG or anti-aliased two-level mask,
+       not a third label): tongue where value >= half scale (128 for 8 bits), with a warning.
     5. otherwise: multi-valued mask, an error.
     """
     levels = np.unique(values)
@@ -79,9 +82,11 @@ def binarise(values: np.ndarray, full_scale: int, mapping: dict[int, int] | None
         return values == high, [] if high in (1, full_scale) else [Finding(f"mask values 0/{high}: {high} taken as tongue")]
     low_band = values <= full_scale * 0.1
     high_band = values >= full_scale * 0.9
-    if low_band.any() and high_band.any() and (low_band | high_band).mean() >= NEAR_BINARY_SHARE:
+    between = values[~(low_band | high_band)]
+    noise_like = between.size == 0 or len(np.unique(between)) >= NEAR_BINARY_MIN_LEVELS
+    if low_band.any() and high_band.any() and between.size <= (1 - NEAR_BINARY_SHARE) * values.size and noise_like:
         threshold = (full_scale + 1) // 2
-        in_between = int((~(low_band | high_band)).sum())
+        in_between = int(between.size)
         return values >= threshold, [
             Finding(
                 f"mask has {len(levels)} grey levels ({in_between} px in between; lossy or anti-aliased): tongue = value >= {threshold}",

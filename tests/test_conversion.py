@@ -361,6 +361,23 @@ def test_labelme_photo_without_annotation_is_an_error(tmp_path):
     assert "p2.png: missing annotation" in messages(report.errors)
 
 
+def test_labelme_tongue_drawn_as_a_rectangle_is_an_error(tmp_path):
+    save(photo(), tmp_path / "lm" / "r.png")
+    path = labelme_json(tmp_path / "lm" / "r.json", [("tongue", [[10, 10], [40, 30]])], "r.png")
+    doc = json.loads(path.read_text())
+    doc["shapes"][0]["shape_type"] = "rectangle"
+    path.write_text(json.dumps(doc))
+    report = failure(tmp_path / "lm", tmp_path)
+    assert "r.json: a 'tongue' shape is a rectangle, not a polygon" in messages(report.errors)
+
+
+def test_labelme_annotation_for_another_image_size_is_an_error(tmp_path):
+    save(photo(w=32, h=24), tmp_path / "lm" / "s.png")
+    labelme_json(tmp_path / "lm" / "s.json", [("tongue", TONGUE_POLYGON)], "s.png")
+    report = failure(tmp_path / "lm", tmp_path)
+    assert "s.json: annotation is for a 64x48 image but the photo is 32x24" in messages(report.errors)
+
+
 # ---------------------------------------------------------------- photos: orientation and pixel formats
 
 
@@ -452,14 +469,24 @@ def test_lossy_mask_is_thresholded_at_128_with_a_warning(tmp_path):
     assert "tongue = value >= 128" in messages(report.warnings)
 
 
-def test_multi_valued_mask_is_an_error_naming_the_fix(tmp_path):
+@pytest.mark.parametrize("patch", [10, 3], ids=["large third label", "small third label"])
+def test_multi_valued_mask_is_an_error_naming_the_fix(tmp_path, patch):
     mask = tongue().astype(np.uint8) * 255
-    mask[:10, :10] = 128
+    mask[:patch, :patch] = 128
     save(photo(), tmp_path / "src" / "images" / "x.jpg")
     save(mask, tmp_path / "src" / "masks" / "x.png")
     report = failure(tmp_path / "src", tmp_path)
     assert "masks/x.png: multi-valued mask: 3 values [0, 128, 255]" in messages(report.errors)
     assert "--mask-values" in messages(report.errors)
+
+
+def test_anti_aliased_mask_is_thresholded_at_128(tmp_path):
+    smooth = Image.fromarray(tongue(w=4 * W, h=4 * H).astype(np.uint8) * 255).resize((W, H), Image.Resampling.BILINEAR)
+    save(photo(), tmp_path / "src" / "images" / "x.jpg")
+    save(smooth, tmp_path / "src" / "masks" / "x.png")
+    report = convert(tmp_path / "src", tmp_path)
+    assert "lossy or anti-aliased" in messages(report.warnings)
+    assert np.array_equal(label(tmp_path, "x"), np.asarray(smooth) >= 128)
 
 
 def test_mask_values_map_multi_valued_masks(tmp_path):
