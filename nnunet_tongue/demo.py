@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for everything the demo writes (default: ./nnunet_tongue_demo)")
     p.add_argument("--photos", type=int, default=40, help="synthetic training photos (default 40)")
     p.add_argument("--heldout", type=int, default=10, help="synthetic held-out photos (default 10)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
-    p.add_argument("--iterations", type=int, default=25, help="training iterations per epoch (default 25)")
+    p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    p.add_argument("--iterations", type=int, default=20, help="training iterations per epoch (default 20)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="training/inference device (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --workdir")
     return p
