@@ -25,7 +25,7 @@ NETWORKS = {"ResUNet": RESIDUAL_UNET, "FabiansUNet": FABIANS_UNET, "TUNet": TRAN
 
 RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)  # nnU-Net ResEnc encoder profile
 TUNET_PATCH_SIZE = 16  # largest transformer patch edge taken from the plans' strides
-TUNET_DEPTH = 6
+TUNET_DEPTH = 6  # transformer layers; the CNN encoder has one residual block (2 convs) per stage
 _SHARED_KEYS = ("features_per_stage", "conv_op", "kernel_sizes", "strides", "conv_bias", "norm_op",
                 "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs")
 
@@ -56,7 +56,7 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
             kwargs[key] = list(kwargs[key])[:n]
         token = np.prod(np.array([np.atleast_1d(s) for s in kwargs["strides"]]), axis=0)
         token = np.broadcast_to(token, (len(patch_size),))
-        kwargs.update(n_stages=n, n_blocks_per_stage=[1] + [2] * (n - 2) + [TUNET_DEPTH],
+        kwargs.update(n_stages=n, n_blocks_per_stage=[1] * (n - 1) + [TUNET_DEPTH],
                       n_conv_per_stage_decoder=[2] * (n - 1),
                       pos_embed_grid=[int(p // t) for p, t in zip(patch_size, token)])
     return {"network_class_name": class_name, "arch_kwargs": kwargs,
