@@ -40,5 +40,10 @@ def register_at_startup() -> None:
 
 def main(argv: "list[str] | None" = None) -> int:
     """``nnunet-tongue trainer-folder``: print the folder for ``nnUNet_extTrainer``."""
+    import argparse
+
+    argparse.ArgumentParser(prog="nnunet-tongue trainer-folder",
+                            description="Print the folder that holds the plug-in trainers, for nnUNet_extTrainer "
+                                        "(export nnUNet_extTrainer=$(nnunet-tongue trainer-folder)).").parse_args(argv)
     print(TRAINER_FOLDER)
     return 0

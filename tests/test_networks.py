@@ -120,3 +120,11 @@ def test_every_network_has_a_memory_estimate_and_toggleable_deep_supervision(net
     assert isinstance(net(torch.randn(1, 3, *patch)), (list, tuple))
     net.decoder.deep_supervision = False
     assert net(torch.randn(1, 3, *patch)).shape == (1, 2, *patch)
+
+
+def test_tunet_refuses_3d_with_clear_error():
+    arch = architecture_for("TUNet", default_plans_architecture((64, 96)), (64, 96))
+    arch["arch_kwargs"].update(conv_op="torch.nn.modules.conv.Conv3d",
+                               norm_op="torch.nn.modules.instancenorm.InstanceNorm3d")
+    with pytest.raises(ValueError, match="2d only"):
+        instantiate(arch)

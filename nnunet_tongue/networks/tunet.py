@@ -96,7 +96,7 @@ class PatchTransformer(nn.Module):
 class TUNetDecoder(nn.Module):
     """Decoder from the token map (stride n) to full resolution, concatenating the CNN skips.
 
-    Each stage: bilinear (trilinear in 3d) upsampling to the skip's size → concat skip → convs. One
+    Each stage: bilinear upsampling to the skip's size → concat skip → convs. One
     segmentation head per stage; with ``deep_supervision`` all are returned, highest resolution first.
     """
 
@@ -107,7 +107,7 @@ class TUNetDecoder(nn.Module):
         self.skip_channels = list(encoder.output_channels)
         n = len(self.skip_channels)
         n_conv = _per_stage(n_conv_per_stage, n)
-        self.mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[convert_conv_op_to_dim(encoder.conv_op)]
+        self.mode = "bilinear"
         stages, seg_layers = [], []
         below = input_channels
         for s in reversed(range(n)):  # deepest skip first
@@ -131,13 +131,15 @@ class TUNetDecoder(nn.Module):
         return outputs if self.deep_supervision else outputs[0]
 
     def compute_conv_feature_map_size(self, skip_sizes: list[list[int]], input_channels: int) -> int:
-        """Elements per sample: upsampled + concatenated maps, conv outputs, segmentation heads."""
+        """Elements per sample, counted as DNA's ``UNetDecoder`` does: the upsampled map (where it counts the
+        transposed convolution's output), conv outputs, segmentation heads."""
         total, below = 0, input_channels
         for i, s in enumerate(reversed(range(len(skip_sizes)))):
             pixels = int(np.prod(skip_sizes[s]))
-            total += pixels * (below + (below + self.skip_channels[s]))
+            total += pixels * below
             total += int(self.stages[i].compute_conv_feature_map_size(skip_sizes[s]))
-            total += pixels * self.seg_layers[i].out_channels
+            if self.deep_supervision or i == len(self.stages) - 1:
+                total += pixels * self.seg_layers[i].out_channels
             below = self.skip_channels[s]
         return total
 
@@ -172,6 +174,8 @@ class TransformerUNet(nn.Module):
         super().__init__()
         if n_stages < 2:
             raise ValueError("T-Unet needs at least one CNN stage and the transformer stage (n_stages >= 2)")
+        if convert_conv_op_to_dim(conv_op) != 2:
+            raise ValueError("T-Unet is 2d only (timm's patch embedding is 2d): use the 2d configuration")
         features = _per_stage(features_per_stage, n_stages)
         kernels = _per_stage(kernel_sizes, n_stages)
         stride_list = [maybe_convert_scalar_to_list(conv_op, s) for s in _per_stage(strides, n_stages)]

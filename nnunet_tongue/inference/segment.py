@@ -1,0 +1,290 @@
+"""``nnunet-tongue segment``: photos + a trained nnU-Net model -> mask, cut-out, overlay and a JSON line per photo.
+
+For every photo (JPEG, PNG, BMP, TIFF, WebP; any size; EXIF orientation honoured) it writes, under the
+output folder::
+
+    masks/<name>.png      tongue 255, background 0, at the photo's displayed size
+    cutouts/<name>.png    RGBA, the tongue's pixels, transparent elsewhere, cropped to the bounding box
+    overlays/<name>.jpg   the photo with the tongue tinted and outlined
+    segment.jsonl         one line per photo: area, bounding box, mean colour (RGB, L*a*b*), or the error
+
+The model runs in-process through stock nnU-Net's predictor (see :mod:`nnunet_tongue.inference.segmenter`).
+A photo that cannot be read or segmented is reported by name and skipped; the others are still done and
+the exit status is 1 at the end. Existing outputs are refused up front unless ``--overwrite``.
+
+Python: :func:`segment_photos` (one call for a batch) and
+:class:`~nnunet_tongue.inference.segmenter.TongueSegmenter` (load once, segment arrays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_tongue.inference.outputs import cutout_image, mask_image, overlay_image, tongue_stats
+from nnunet_tongue.inference.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
+from nnunet_tongue.inference.postprocess import postprocess_mask
+from nnunet_tongue.inference.segmenter import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_CONFIGURATION,
+    DEFAULT_PLANS,
+    DEFAULT_POSTPROCESS,
+    DEFAULT_TILE_STEP_SIZE,
+    DEFAULT_TRAINER,
+    ModelError,
+    TongueSegmenter,
+    model_folder_from_dataset,
+)
+
+__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "TongueSegmenter", "main"]
+
+JSONL_NAME = "segment.jsonl"
+OUTPUT_KINDS = {"mask": ("masks", ".png"), "cutout": ("cutouts", ".png"), "overlay": ("overlays", ".jpg")}
+OVERLAY_JPEG_QUALITY = 90
+#: zlib level for the RGBA cut-out: 3 writes a 12-megapixel cut-out ~2.5x faster than the default 6, ~20 % larger
+CUTOUT_PNG_COMPRESS_LEVEL = 3
+
+
+class OutputExistsError(FileExistsError):
+    """Outputs of this run already exist and ``overwrite`` is off; ``clashes`` lists them."""
+
+    def __init__(self, clashes: list[Path]):
+        self.clashes = clashes
+        shown = "\n  ".join(map(str, clashes[:20]))
+        more = f"\n  ... and {len(clashes) - 20} more" if len(clashes) > 20 else ""
+        super().__init__(f"{len(clashes)} output file(s) already exist (use --overwrite to replace them):\n  "
+                         f"{shown}{more}")
+
+
+@dataclass
+class Failure:
+    photo: str
+    error: str
+
+
+@dataclass
+class SegmentReport:
+    """Outcome of :func:`segment_photos`: one record per segmented photo (as written to the JSONL), the failures."""
+
+    output_dir: Path
+    jsonl: Path
+    records: list[dict] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    model: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def n_photos(self) -> int:
+        return len(self.records) + len(self.failures)
+
+
+def output_paths(photo: Path, output_dir: Path) -> dict[str, Path]:
+    return {kind: output_dir / folder / f"{photo.stem}{suffix}" for kind, (folder, suffix) in OUTPUT_KINDS.items()}
+
+
+def plan_outputs(photos: list[Path], output_dir: Path, jsonl_name: str = JSONL_NAME) -> dict[Path, dict[str, Path]]:
+    """photo -> its output files. Two photos with the same name (stem) would write the same files: refused."""
+    by_stem: dict[str, list[Path]] = {}
+    for p in photos:
+        by_stem.setdefault(p.stem, []).append(p)
+    same = {stem: ps for stem, ps in by_stem.items() if len(ps) > 1}
+    if same:
+        listing = "; ".join(f"{stem}: {', '.join(map(str, ps))}" for stem, ps in list(same.items())[:10])
+        raise ValueError(f"photos with the same name would write the same outputs, segment them separately: {listing}")
+    return {p: output_paths(p, output_dir) for p in photos}
+
+
+def existing_outputs(plan: dict[Path, dict[str, Path]], jsonl: Path) -> list[Path]:
+    clashes = [jsonl] if jsonl.exists() else []
+    clashes += [path for outputs in plan.values() for path in outputs.values() if path.exists()]
+    return clashes
+
+
+def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Path], output_dir: Path,
+                 postprocess: bool) -> dict:
+    t0 = time.perf_counter()
+    image, orientation = load_photo(photo)
+    t1 = time.perf_counter()
+    prediction = segmenter.predict(image)
+    mask = postprocess_mask(prediction.mask) if postprocess else prediction.mask
+    t2 = time.perf_counter()
+    mask_image(mask).save(outputs["mask"])
+    cutout_image(image, mask).save(outputs["cutout"], compress_level=CUTOUT_PNG_COMPRESS_LEVEL)
+    overlay_image(image, mask).save(outputs["overlay"], quality=OVERLAY_JPEG_QUALITY)
+    record = {
+        "photo": str(photo),
+        "name": photo.stem,
+        "status": "ok",
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "exif_orientation": orientation,
+        "inference_width": int(prediction.inference_shape[1]),
+        "inference_height": int(prediction.inference_shape[0]),
+        "postprocess": bool(postprocess),
+        **tongue_stats(image, mask),
+        **{kind: path.relative_to(output_dir).as_posix() for kind, path in outputs.items()},
+    }
+    record["inference_seconds"] = round(t2 - t1, 4)
+    record["seconds"] = round(time.perf_counter() - t0, 4)
+    return record
+
+
+def segment_photos(inputs, output_dir, model_folder=None, folds=None, checkpoint: str = DEFAULT_CHECKPOINT,
+                   device: str = "auto", mirroring: bool = False, postprocess: bool = DEFAULT_POSTPROCESS,
+                   overwrite: bool = False, progress: bool = True, *, segmenter: TongueSegmenter | None = None,
+                   tile_step_size: float = DEFAULT_TILE_STEP_SIZE, max_size: int | str | None = "model",
+                   jsonl_name: str = JSONL_NAME, verbose: bool = False) -> SegmentReport:
+    """Segment photos (files and/or folders) with a trained model; write masks, cut-outs, overlays and a JSONL.
+
+    Give either ``model_folder`` (the ``Trainer__Plans__configuration`` folder; ``folds`` None = all with
+    ``checkpoint``) or an already loaded ``segmenter`` (then the model arguments are ignored, except
+    ``postprocess``). Raises ``FileNotFoundError`` for a missing input, ``ValueError`` when no photos are
+    found or two share a name, :class:`OutputExistsError` when outputs exist and ``overwrite`` is False,
+    :class:`~nnunet_tongue.inference.segmenter.ModelError` for an unusable model. Photos that fail are in
+    ``report.failures`` (and in the JSONL with ``"status": "failed"``); nothing is raised for them.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    photos = list_photos(inputs)
+    if not photos:
+        raise ValueError(f"no photos found in {', '.join(map(str, inputs))} (looked for "
+                         f"{', '.join('*' + s for s in PHOTO_SUFFIXES)})")
+    output_dir = Path(output_dir)
+    jsonl = output_dir / jsonl_name
+    plan = plan_outputs(photos, output_dir, jsonl_name)
+    if not overwrite:
+        clashes = existing_outputs(plan, jsonl)
+        if clashes:
+            raise OutputExistsError(clashes)
+
+    if segmenter is None:
+        if model_folder is None:
+            raise ValueError("give model_folder or a loaded segmenter")
+        segmenter = TongueSegmenter(model_folder, folds=folds, checkpoint=checkpoint, device=device,
+                                    mirroring=mirroring, postprocess=postprocess, tile_step_size=tile_step_size,
+                                    max_size=max_size, verbose=verbose)
+
+    for folder, _ in OUTPUT_KINDS.values():
+        (output_dir / folder).mkdir(parents=True, exist_ok=True)
+    report = SegmentReport(output_dir=output_dir, jsonl=jsonl, model=segmenter.describe() | {"postprocess": postprocess})
+    with open(jsonl, "w", encoding="utf-8") as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
+                                                             disable=not progress, dynamic_ncols=True) as bar:
+        for photo in bar:
+            try:
+                record = _segment_one(segmenter, photo, plan[photo], output_dir, postprocess)
+                report.records.append(record)
+            except Exception as e:  # one bad photo must not stop the batch; MemoryError included
+                message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
+                report.failures.append(Failure(str(photo), message))
+                record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}
+                bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
+            lines.write(json.dumps(record) + "\n")
+            lines.flush()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-tongue segment",
+        description="Segment the tongue in photos with a trained nnU-Net model. Per photo: a 0/255 mask PNG at\n"
+                    "the photo's displayed size (masks/), an RGBA cut-out (cutouts/), an overlay (overlays/) and a\n"
+                    "line in segment.jsonl (area, bounding box, mean colour). See docs/inference.md.",
+        epilog="examples:\n"
+               "  nnunet-tongue segment -i photos/ -o out/ -m $nnUNet_results/Dataset501_X/nnUNetTrainerTUNet__nnUNetPlans__2d\n"
+               "  nnunet-tongue segment -i a.jpg b.png -o out/ -d 501 -tr nnUNetTrainerTUNet -c 2d -f 0 1\n"
+               "exit status: 0 all photos done; 1 some photos failed (named on stderr and in the JSONL);\n"
+               "             2 nothing done (bad arguments, model not found, outputs exist)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", "--input", nargs="+", required=True, metavar="PHOTO_OR_FOLDER",
+                        help=f"photos and/or folders of photos ({', '.join(s[1:] for s in PHOTO_SUFFIXES)}; folders "
+                             "are not searched recursively)")
+    parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
+    model = parser.add_argument_group("model (either -m, or -d with -tr/-p/-c as nnUNetv2_predict takes them)")
+    which = model.add_mutually_exclusive_group(required=True)
+    which.add_argument("-m", "--model", help="trained model folder, i.e. nnUNet_results/DatasetXXX/Trainer__Plans__config")
+    which.add_argument("-d", "--dataset", help="dataset id or name, looked up under $nnUNet_results")
+    model.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer class (default {DEFAULT_TRAINER})")
+    model.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans identifier (default {DEFAULT_PLANS})")
+    model.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION,
+                       help=f"configuration (default {DEFAULT_CONFIGURATION})")
+    model.add_argument("-f", "--folds", nargs="+", default=None,
+                       help="folds to ensemble, e.g. 0 1 2 3 4 or all (default: every fold with the checkpoint)")
+    model.add_argument("-chk", "--checkpoint", default=DEFAULT_CHECKPOINT, help=f"default {DEFAULT_CHECKPOINT}")
+    run = parser.add_argument_group("inference")
+    run.add_argument("-device", "--device", default="auto", choices=["auto", "cpu", "cuda"],
+                     help="auto = cuda when available, else cpu (default auto)")
+    run.add_argument("--mirroring", action=argparse.BooleanOptionalAction, default=False,
+                     help="test-time mirroring (nnU-Net's TTA): slower (x2 for a 2D model with 1 mirror axis, x4 "
+                          "with 2); default off")
+    run.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=DEFAULT_POSTPROCESS,
+                     help="keep the largest connected component and fill its holes (default "
+                          f"{'on' if DEFAULT_POSTPROCESS else 'off'}; see docs/inference.md)")
+    run.add_argument("-step_size", "--step-size", type=float, default=DEFAULT_TILE_STEP_SIZE, dest="step_size",
+                     help=f"sliding-window step as a fraction of the patch (nnU-Net's -step_size; default "
+                          f"{DEFAULT_TILE_STEP_SIZE}); larger is faster")
+    run.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
+                     help="downscale photos so their longest side is at most PIXELS before inference (masks are "
+                          "still written at the photo's size). Default: the size the training photos were "
+                          "downscaled to at conversion, from the model's dataset.json (none if they were not); "
+                          "0 = never downscale")
+    out = parser.add_argument_group("output")
+    out.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse, listing them)")
+    out.add_argument("--jsonl", default=JSONL_NAME, help=f"name of the JSON-lines file in the output folder "
+                                                         f"(default {JSONL_NAME})")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--verbose", action="store_true", help="let nnU-Net print what it does")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def fail(message: str) -> int:
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+
+    if not 0 < args.step_size <= 1:
+        return fail(f"--step-size must be in (0, 1], got {args.step_size}")
+    if args.max_size is not None and args.max_size < 0:
+        return fail(f"--max-size must be >= 0, got {args.max_size}")
+    try:
+        model_folder = Path(args.model) if args.model else model_folder_from_dataset(
+            args.dataset, args.trainer, args.plans, args.configuration)
+        report = segment_photos(
+            args.input, args.output, model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
+            mirroring=args.mirroring, postprocess=args.postprocess, overwrite=args.overwrite,
+            progress=not args.no_progress, tile_step_size=args.step_size,
+            max_size="model" if args.max_size is None else args.max_size, jsonl_name=args.jsonl, verbose=args.verbose)
+    except (ModelError, FileNotFoundError, FileExistsError, ValueError) as e:
+        return fail(str(e))
+
+    done = len(report.records)
+    per_photo = np.mean([r["seconds"] for r in report.records]) if report.records else float("nan")
+    print(f"segmented {done}/{report.n_photos} photos in {report.seconds:.1f} s ({per_photo:.2f} s/photo) "
+          f"-> {report.output_dir} ({report.jsonl.name})")
+    if report.failures:
+        print(f"{len(report.failures)} photo(s) failed:", file=sys.stderr)
+        for failure in report.failures:
+            print(f"  {failure.photo}: {failure.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""A trained nnU-Net tongue model, loaded once, segmenting in-memory photos.
+
+:class:`TongueSegmenter` holds stock nnU-Net's :class:`~nnunetv2.inference.predict_from_raw_data.nnUNetPredictor`
+and feeds it an image array exactly as nnU-Net's ``NaturalImage2DIO`` reads a training PNG
+(channel-first ``(C, 1, H, W)`` float32, spacing ``(999, 1, 1)``); nnU-Net's own preprocessing
+(normalisation, sliding window, resampling back) does the rest. No temporary files.
+
+Scale. nnU-Net sees pixels, not centimetres: a model trained on photos whose longest side was
+downscaled to N pixels at conversion (``nnunet_tongue_conversion.max_size`` in the model's
+``dataset.json``) expects tongues of that pixel size. A larger photo is therefore downscaled to
+longest side N before inference (the converter's own size rule and Lanczos filter) and the tongue probability is resized back (bilinear) to the photo's
+size before thresholding at 0.5. This also bounds memory and time for 12-megapixel phone photos.
+A model trained at full resolution gets the photo as it is (``max_size=None``), whatever its size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nnunet_tongue.dataset_conversion.images import resize_photo, scaled_size
+from nnunet_tongue.inference.photos import as_model_channels
+from nnunet_tongue.inference.postprocess import postprocess_mask
+
+DEFAULT_TRAINER = "nnUNetTrainerTUNet"
+DEFAULT_PLANS = "nnUNetPlans"
+DEFAULT_CONFIGURATION = "2d"
+DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+#: post-processing (largest component + holes filled) is on unless asked otherwise; see docs/inference.md
+DEFAULT_POSTPROCESS = True
+#: nnU-Net's default sliding-window step (fraction of the patch size)
+DEFAULT_TILE_STEP_SIZE = 0.5
+#: key the converter writes into dataset.json (nnU-Net copies dataset.json into the model folder)
+CONVERSION_KEY = "nnunet_tongue_conversion"
+#: spacing NaturalImage2DIO gives every 2D image
+NATURAL_IMAGE_SPACING = [999.0, 1.0, 1.0]
+
+
+class ModelError(Exception):
+    """The model folder is missing, incomplete or not usable for photos."""
+
+
+def model_folder_from_dataset(dataset: str | int, trainer: str = DEFAULT_TRAINER, plans: str = DEFAULT_PLANS,
+                              configuration: str = DEFAULT_CONFIGURATION,
+                              results_root: str | os.PathLike | None = None) -> Path:
+    """``-d/-tr/-p/-c`` as ``nnUNetv2_predict`` takes them -> the model folder under ``nnUNet_results``.
+
+    ``results_root`` defaults to the ``nnUNet_results`` environment variable, read now (not at import).
+    """
+    from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
+
+    root = results_root if results_root is not None else os.environ.get("nnUNet_results")
+    if not root:
+        raise ModelError("nnUNet_results is not set: give the model folder with -m, or set nnUNet_results")
+    root = Path(root)
+    name = str(dataset)
+    if not name.startswith("Dataset"):
+        try:
+            number = int(name)
+        except ValueError:
+            raise ModelError(f"dataset must be an id (e.g. 501) or a name (Dataset501_...), got {dataset!r}") from None
+        candidates = sorted(p.name for p in root.glob(f"Dataset{number:03d}_*") if p.is_dir())
+        if not candidates:
+            raise ModelError(f"no Dataset{number:03d}_* folder in nnUNet_results={root}")
+        if len(candidates) > 1:
+            raise ModelError(f"several datasets with id {number} in {root}: {', '.join(candidates)}")
+        name = candidates[0]
+    folder = root / name / convert_trainer_plans_config_to_identifier(trainer, plans, configuration)
+    if not folder.is_dir():
+        present = sorted(p.name for p in (root / name).glob("*__*__*")) if (root / name).is_dir() else []
+        hint = f"; trained models there: {', '.join(present)}" if present else ""
+        raise ModelError(f"model folder not found: {folder}{hint}")
+    return folder
+
+
+def detect_folds(model_folder: str | os.PathLike, checkpoint: str = DEFAULT_CHECKPOINT) -> list[int | str]:
+    """Folds with ``checkpoint`` in the model folder (nnU-Net's own detection); ``['all']`` if only fold_all has one."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints what it found
+        folds = list(nnUNetPredictor.auto_detect_available_folds(str(model_folder), checkpoint))
+    if not folds and (Path(model_folder) / "fold_all" / checkpoint).is_file():
+        folds = ["all"]
+    return folds
+
+
+def read_model_json(model_folder: str | os.PathLike, name: str) -> dict:
+    path = Path(model_folder) / name
+    if not path.is_file():
+        raise ModelError(f"{path} not found: is {model_folder} an nnU-Net model folder (Trainer__Plans__configuration)?")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def training_max_size(model_folder: str | os.PathLike) -> int | None:
+    """Longest side the training photos were downscaled to at conversion, from the model's dataset.json (None: not)."""
+    record = read_model_json(model_folder, "dataset.json").get(CONVERSION_KEY) or {}
+    value = record.get("max_size")
+    return int(value) if value else None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError("-device cuda: no CUDA device is available to torch (use -device cpu or auto)")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ModelError(f"device must be cpu, cuda or auto, got {device!r}")
+
+
+@dataclass
+class Prediction:
+    """Tongue probability at the photo's size, and the size the network actually saw."""
+
+    probability: np.ndarray  # float32 [H, W] in [0, 1]
+    inference_shape: tuple[int, int]  # (h, w) fed to nnU-Net
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.probability >= 0.5
+
+
+class TongueSegmenter:
+    """A trained nnU-Net model (one or more folds) ready to segment photos given as arrays.
+
+    ``max_size``: ``"model"`` (default) reads the training scale from the model's dataset.json;
+    an int downscales photos to that longest side; ``None`` or 0 feeds photos at their own size.
+    """
+
+    def __init__(self, model_folder: str | os.PathLike, folds: list[int | str] | tuple | None = None,
+                 checkpoint: str = DEFAULT_CHECKPOINT, device: str | torch.device = "auto",
+                 mirroring: bool = False, postprocess: bool = DEFAULT_POSTPROCESS,
+                 tile_step_size: float = DEFAULT_TILE_STEP_SIZE, max_size: int | str | None = "model",
+                 verbose: bool = False):
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        self.model_folder = Path(model_folder)
+        if not self.model_folder.is_dir():
+            raise ModelError(f"model folder not found: {self.model_folder}")
+        plans = read_model_json(self.model_folder, "plans.json")
+        dataset_json = read_model_json(self.model_folder, "dataset.json")
+        reader = plans.get("image_reader_writer", "NaturalImage2DIO")
+        if reader != "NaturalImage2DIO":
+            raise ModelError(f"{self.model_folder} was trained on images read by {reader}; segment feeds photos the way "
+                             "NaturalImage2DIO reads PNG/BMP/TIFF files and supports only such models")
+        self.channels = len(dataset_json.get("channel_names", {"0": "R", "1": "G", "2": "B"}))
+        if self.channels not in (1, 3):
+            raise ModelError(f"model has {self.channels} input channels; segment supports RGB (3) or greyscale (1) models")
+
+        self.checkpoint = checkpoint
+        if folds is None or len(folds) == 0:
+            folds = detect_folds(self.model_folder, checkpoint)
+        try:
+            self.folds = [f if str(f) == "all" else int(f) for f in folds]
+        except ValueError:
+            raise ModelError(f"folds must be numbers or 'all', got {list(folds)}") from None
+        missing = [f for f in self.folds if not (self.model_folder / f"fold_{f}" / checkpoint).is_file()]
+        if not self.folds or missing:
+            present = sorted(str(p.relative_to(self.model_folder)) for p in self.model_folder.glob("fold_*/*.pth"))
+            what = f"fold(s) {', '.join(map(str, missing))}" if missing else "any fold"
+            raise ModelError(f"{checkpoint} not found for {what} in {self.model_folder}; checkpoints present: "
+                             f"{', '.join(present) or 'none'}")
+
+        self.device = resolve_device(device)
+        self.mirroring = bool(mirroring)
+        self.postprocess = bool(postprocess)
+        self.tile_step_size = float(tile_step_size)
+        if max_size == "model":
+            self.max_size = training_max_size(self.model_folder)
+        else:
+            self.max_size = int(max_size) if max_size else None
+        # nnU-Net narrates loading on stdout (device remark, trainer search); keep it for --verbose only
+        chatter = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+        with chatter:
+            self.predictor = self._load_predictor(nnUNetPredictor, verbose)
+        if len(self.predictor.configuration_manager.patch_size) != 2:
+            raise ModelError(f"{self.model_folder} is a 3D configuration; photos need a 2D model")
+        self.trainer_name = self.predictor.trainer_name
+        self.label_manager = self.predictor.label_manager
+
+    def _load_predictor(self, predictor_class, verbose: bool):
+        predictor = predictor_class(tile_step_size=self.tile_step_size, use_gaussian=True,
+                                    use_mirroring=self.mirroring,
+                                    perform_everything_on_device=self.device.type == "cuda",
+                                    device=self.device, verbose=verbose, verbose_preprocessing=verbose,
+                                    allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, self.checkpoint)
+        return predictor
+
+    def describe(self) -> dict:
+        """What is loaded, for logs and reports."""
+        return {"model_folder": str(self.model_folder), "trainer": self.trainer_name, "folds": self.folds,
+                "checkpoint": self.checkpoint, "device": str(self.device), "mirroring": self.mirroring,
+                "postprocess": self.postprocess, "tile_step_size": self.tile_step_size, "max_size": self.max_size,
+                "patch_size": list(self.predictor.configuration_manager.patch_size)}
+
+    def _foreground_probability(self, probabilities: np.ndarray) -> np.ndarray:
+        """nnU-Net class probabilities (C, 1, h, w) -> probability that a pixel is tongue (any foreground label)."""
+        probabilities = np.asarray(probabilities, dtype=np.float32)[:, 0]
+        if self.label_manager.has_regions:
+            return probabilities.max(0)
+        return 1.0 - probabilities[0]  # channel 0 is background
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Tongue probability for a photo array ((H, W), (H, W, 3) or (H, W, 4), displayed orientation)."""
+        image = as_model_channels(image, self.channels)
+        height, width = image.shape[:2]
+        w, h, _ = scaled_size(width, height, self.max_size)  # the converter's rule and filter (Lanczos)
+        small = image if (h, w) == (height, width) else resize_photo(image, (w, h))
+        # exactly what NaturalImage2DIO.read_images returns for a PNG: (C, 1, H, W) float32, spacing (999, 1, 1)
+        data = (small.transpose(2, 0, 1)[:, None] if small.ndim == 3 else small[None, None]).astype(np.float32)
+        _, probabilities = self.predictor.predict_single_npy_array(
+            data, {"spacing": list(NATURAL_IMAGE_SPACING)}, None, None, True)
+        probability = self._foreground_probability(probabilities)
+        del probabilities
+        if (h, w) != (height, width):
+            small_probability = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))  # mode "F"
+            probability = np.asarray(small_probability.resize((width, height), Image.Resampling.BILINEAR))
+        return Prediction(probability=probability, inference_shape=(h, w))
+
+    def segment(self, image: np.ndarray, postprocess: bool | None = None) -> np.ndarray:
+        """Tongue mask (bool [H, W], the image's size) for a photo array; post-processed unless told otherwise."""
+        mask = self.predict(image).mask
+        if self.postprocess if postprocess is None else postprocess:
+            mask = postprocess_mask(mask)
+        return mask
