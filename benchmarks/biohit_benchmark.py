@@ -97,8 +97,12 @@ def benchmark(tier: str, workdir: Path, trainers: list[str]) -> dict:
     for trainer in trainers:
         budget_trainer = f"{trainer}_Budget"
         model = workdir / "results" / "Dataset501_Tongue" / f"{budget_trainer}__nnUNetPlans__2d"
-        train_s, train_rss = run(["nnUNetv2_train", "501", "2d", "0", "-tr", budget_trainer, "-device",
-                                  cfg["device"]], env, log)
+        timing = workdir / f"train_{trainer}.json"  # a finished training is not repeated when re-run
+        if not timing.exists():
+            train_s, train_rss = run(["nnUNetv2_train", "501", "2d", "0", "-tr", budget_trainer, "-device",
+                                      cfg["device"]], env, log)
+            timing.write_text(json.dumps([train_s, train_rss]))
+        train_s, train_rss = json.loads(timing.read_text())
         seg = workdir / f"segmented_{trainer}"
         seg_s, seg_rss = run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model),
                               "-f", "0", "-device", cfg["device"], "--no-mirroring", "--overwrite", "--no-progress"],
