@@ -205,6 +205,8 @@ def main() -> int:
         results_dir.mkdir(exist_ok=True)
         (results_dir / f"{args.tier}.json").write_text(json.dumps(results, indent=1))
     all_results = [json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))]
+    if not all_results:
+        raise SystemExit(f"no results in {results_dir}: run a tier first")
     network_speed = REPO / "benchmarks" / "results" / "network_speed.md"
     text = markdown(all_results)
     if network_speed.exists():
