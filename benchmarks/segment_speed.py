@@ -11,13 +11,17 @@ folder). Columns:
 
 - ``s/photo``: mean wall time per photo, everything included (median and max beside it);
 - ``infer s``: mean of the inference part only (resize + nnU-Net + resize back);
-- ``peak RSS``: the process's peak resident memory (MiB) at the end.
+- ``CPU s/photo``: process CPU time (all threads) per photo, less sensitive to other load than wall time;
+- ``peak RSS``: the process's peak resident memory (MiB) at the end;
+- ``load avg``: the machine's 1-minute load average at the end (other processes competing for the cores
+  make wall times meaningless: compare rows taken at a load near the thread count or below).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -30,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 HEADER = ("| model | folds | device | threads | mirroring | step | post | photo | network input | N | s/photo "
-          "(mean) | median | max | infer s | load s | peak RSS MiB |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "(mean) | median | max | infer s | CPU s/photo | load s | peak RSS MiB | load avg |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def biohit_photos(data: Path, n: int) -> list[Path]:
@@ -79,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     postprocess = not args.no_postprocess
     with tempfile.TemporaryDirectory() as tmp:
         segment_photos(photos[:1], Path(tmp) / "warmup", segmenter=segmenter, postprocess=postprocess, progress=False)
+        cpu0 = time.process_time()
         report = segment_photos(photos, Path(tmp) / "run", segmenter=segmenter, postprocess=postprocess,
                                 progress=False)
+        cpu_per_photo = (time.process_time() - cpu0) / len(photos)
     if report.failures:
         print(f"failures: {report.failures}", file=sys.stderr)
         return 1
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     first = report.records[0]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if platform.system() == "Darwin"
                                                                      else 1024)
+    load_avg = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "-"
     model = args.model_folder.name if args.model_folder.name.count("__") == 2 else str(args.model_folder)
     device = str(segmenter.device)
     threads = torch.get_num_threads() if device == "cpu" else "-"
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
            f"{'on' if args.mirroring else 'off'} | {args.step_size} | {'on' if postprocess else 'off'} | "
            f"{first['width']}x{first['height']} | {first['inference_width']}x{first['inference_height']} | "
            f"{len(seconds)} | {statistics.mean(seconds):.3f} | {statistics.median(seconds):.3f} | {max(seconds):.3f} | "
-           f"{statistics.mean(infer):.3f} | {load_s:.1f} | {peak_mib:.0f} |")
+           f"{statistics.mean(infer):.3f} | {cpu_per_photo:.2f} | {load_s:.1f} | {peak_mib:.0f} | {load_avg} |")
     if args.header:
         print(HEADER)
     print(row)

@@ -180,7 +180,8 @@ def segment_photos(inputs, output_dir, model_folder=None, folds=None, checkpoint
 
     for folder, _ in OUTPUT_KINDS.values():
         (output_dir / folder).mkdir(parents=True, exist_ok=True)
-    report = SegmentReport(output_dir=output_dir, jsonl=jsonl, model=segmenter.describe() | {"postprocess": postprocess})
+    report = SegmentReport(output_dir=output_dir, jsonl=jsonl,
+                           model=segmenter.describe() | {"postprocess": postprocess})
     with open(jsonl, "w", encoding="utf-8") as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
                                                              disable=not progress, dynamic_ncols=True) as bar:
         for photo in bar:
@@ -205,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the photo's displayed size (masks/), an RGBA cut-out (cutouts/), an overlay (overlays/) and a\n"
                     "line in segment.jsonl (area, bounding box, mean colour). See docs/inference.md.",
         epilog="examples:\n"
-               "  nnunet-tongue segment -i photos/ -o out/ -m $nnUNet_results/Dataset501_X/nnUNetTrainerTUNet__nnUNetPlans__2d\n"
+               "  nnunet-tongue segment -i photos/ -o out/ \\\n"
+               "      -m $nnUNet_results/Dataset501_X/nnUNetTrainerTUNet__nnUNetPlans__2d\n"
                "  nnunet-tongue segment -i a.jpg b.png -o out/ -d 501 -tr nnUNetTrainerTUNet -c 2d -f 0 1\n"
                "exit status: 0 all photos done; 1 some photos failed (named on stderr and in the JSONL);\n"
                "             2 nothing done (bad arguments, model not found, outputs exist)",
@@ -216,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
     model = parser.add_argument_group("model (either -m, or -d with -tr/-p/-c as nnUNetv2_predict takes them)")
     which = model.add_mutually_exclusive_group(required=True)
-    which.add_argument("-m", "--model", help="trained model folder, i.e. nnUNet_results/DatasetXXX/Trainer__Plans__config")
+    which.add_argument("-m", "--model",
+                       help="trained model folder, i.e. nnUNet_results/DatasetXXX/Trainer__Plans__config")
     which.add_argument("-d", "--dataset", help="dataset id or name, looked up under $nnUNet_results")
     model.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer class (default {DEFAULT_TRAINER})")
     model.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans identifier (default {DEFAULT_PLANS})")
@@ -229,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-device", "--device", default="auto", choices=["auto", "cpu", "cuda"],
                      help="auto = cuda when available, else cpu (default auto)")
     run.add_argument("--mirroring", action=argparse.BooleanOptionalAction, default=False,
-                     help="test-time mirroring (nnU-Net's TTA): slower (x2 for a 2D model with 1 mirror axis, x4 "
-                          "with 2); default off")
+                     help="nnU-Net's test-time mirroring: the network runs once per mirror combination the model "
+                          "allows (4 times for a 2D model mirrored on both axes); default off")
     run.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=DEFAULT_POSTPROCESS,
                      help="keep the largest connected component and fill its holes (default "
                           f"{'on' if DEFAULT_POSTPROCESS else 'off'}; see docs/inference.md)")
@@ -243,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "downscaled to at conversion, from the model's dataset.json (none if they were not); "
                           "0 = never downscale")
     out = parser.add_argument_group("output")
-    out.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse, listing them)")
+    out.add_argument("--overwrite", action="store_true",
+                     help="replace existing outputs (default: refuse, listing them)")
     out.add_argument("--jsonl", default=JSONL_NAME, help=f"name of the JSON-lines file in the output folder "
                                                          f"(default {JSONL_NAME})")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")

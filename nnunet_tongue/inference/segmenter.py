@@ -8,8 +8,9 @@ and feeds it an image array exactly as nnU-Net's ``NaturalImage2DIO`` reads a tr
 Scale. nnU-Net sees pixels, not centimetres: a model trained on photos whose longest side was
 downscaled to N pixels at conversion (``nnunet_tongue_conversion.max_size`` in the model's
 ``dataset.json``) expects tongues of that pixel size. A larger photo is therefore downscaled to
-longest side N before inference (the converter's own size rule and Lanczos filter) and the tongue probability is resized back (bilinear) to the photo's
-size before thresholding at 0.5. This also bounds memory and time for 12-megapixel phone photos.
+longest side N before inference (the converter's own size rule and Lanczos filter) and the tongue
+probability is resized back (bilinear) to the photo's size before thresholding at 0.5. This also
+bounds memory and time for 12-megapixel phone photos.
 A model trained at full resolution gets the photo as it is (``max_size=None``), whatever its size.
 """
 
@@ -95,7 +96,8 @@ def detect_folds(model_folder: str | os.PathLike, checkpoint: str = DEFAULT_CHEC
 def read_model_json(model_folder: str | os.PathLike, name: str) -> dict:
     path = Path(model_folder) / name
     if not path.is_file():
-        raise ModelError(f"{path} not found: is {model_folder} an nnU-Net model folder (Trainer__Plans__configuration)?")
+        raise ModelError(f"{path} not found: is {model_folder} an nnU-Net model folder "
+                         "(Trainer__Plans__configuration)?")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -156,11 +158,12 @@ class TongueSegmenter:
         dataset_json = read_model_json(self.model_folder, "dataset.json")
         reader = plans.get("image_reader_writer", "NaturalImage2DIO")
         if reader != "NaturalImage2DIO":
-            raise ModelError(f"{self.model_folder} was trained on images read by {reader}; segment feeds photos the way "
-                             "NaturalImage2DIO reads PNG/BMP/TIFF files and supports only such models")
+            raise ModelError(f"{self.model_folder} was trained on images read by {reader}; segment feeds photos "
+                             "the way NaturalImage2DIO reads PNG/BMP/TIFF files and supports only such models")
         self.channels = len(dataset_json.get("channel_names", {"0": "R", "1": "G", "2": "B"}))
         if self.channels not in (1, 3):
-            raise ModelError(f"model has {self.channels} input channels; segment supports RGB (3) or greyscale (1) models")
+            raise ModelError(f"model has {self.channels} input channels; segment supports RGB (3) or "
+                             "greyscale (1) models")
 
         self.checkpoint = checkpoint
         if folds is None or len(folds) == 0:
