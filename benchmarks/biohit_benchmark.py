@@ -178,6 +178,7 @@ def markdown(all_results: list[dict]) -> str:
                 f"{100 * m['iou']['mean']:.2f} ± {100 * m['iou']['sd']:.2f} | {m['hd95']['mean']:.1f} ± {m['hd95']['sd']:.1f} | "
                 f"{m['assd']['mean']:.2f} ± {m['assd']['sd']:.2f} | {100 * m['dice']['min']:.2f} | {t['params_M']:.1f} | "
                 f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |")
+        lines += [f"\n{note}" for note in r.get("notes", [])]
         lines += ["", f"![training curves](img/benchmark_{r['tier']}_curves.png)", "",
                   f"![Dice per trainer](img/benchmark_{r['tier']}_dice.png)", ""]
     lines += ["## Published results on BioHit", "",
@@ -203,7 +204,7 @@ def main() -> int:
         results = benchmark(args.tier, args.workdir / args.tier, args.trainers)
         results["plots"] = plots(results, REPO / "docs" / "img")
         results_dir.mkdir(exist_ok=True)
-        (results_dir / f"{args.tier}.json").write_text(json.dumps(results, indent=1))
+        (results_dir / f"{args.tier}.json").write_text(json.dumps(results, indent=1, default=float))
     all_results = [json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))]
     if not all_results:
         raise SystemExit(f"no results in {results_dir}: run a tier first")
