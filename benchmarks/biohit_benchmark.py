@@ -168,15 +168,15 @@ def markdown(all_results: list[dict]) -> str:
                   f"({b['epochs'] * b['iterations']} steps), fold 0 of nnU-Net's 5-fold split of the 240 training cases",
                   "- segment: no test-time mirroring, default post-processing; time per photo = wall time of "
                   "`nnunet-tongue segment` on the 60 photos (model loading included) / 60", "",
-                  "| trainer | Dice | IoU | HD95 | ASSD | worst Dice | params (M) | s / epoch | s / photo | "
-                  "peak RSS train / segment (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| trainer | Dice | IoU | HD95 | ASSD | worst Dice | s / epoch | s / photo | "
+                  "peak RSS train / segment (MB) |", "|---|---|---|---|---|---|---|---|---|"]
         for name, t in r["trainers"].items():
             m = t["metrics"]
             epoch = sorted(t["epoch_s"])[len(t["epoch_s"]) // 2]
             lines.append(
                 f"| {name} | {100 * m['dice']['mean']:.2f} ± {100 * m['dice']['sd']:.2f} | "
                 f"{100 * m['iou']['mean']:.2f} ± {100 * m['iou']['sd']:.2f} | {m['hd95']['mean']:.1f} ± {m['hd95']['sd']:.1f} | "
-                f"{m['assd']['mean']:.2f} ± {m['assd']['sd']:.2f} | {100 * m['dice']['min']:.2f} | {t['params_M']:.1f} | "
+                f"{m['assd']['mean']:.2f} ± {m['assd']['sd']:.2f} | {100 * m['dice']['min']:.2f} | "
                 f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |")
         lines += [f"\n{note}" for note in r.get("notes", [])]
         lines += ["", f"![training curves](img/benchmark_{r['tier']}_curves.png)", "",
