@@ -5,11 +5,15 @@
 from nnunet_tongue.training.budget import (  # noqa: F401
     nnUNetTrainer_Budget,
     nnUNetTrainerFabiansUNet_Budget,
+    nnUNetTrainerFabiansUNetSGD_Budget,
     nnUNetTrainerResUNet_Budget,
+    nnUNetTrainerResUNetSGD_Budget,
     nnUNetTrainerTUNet_Budget,
 )
 from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerFabiansUNet,
+    nnUNetTrainerFabiansUNetSGD,
     nnUNetTrainerResUNet,
+    nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
 )

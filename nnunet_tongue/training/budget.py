@@ -18,7 +18,13 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_tongue.training.trainers import nnUNetTrainerFabiansUNet, nnUNetTrainerResUNet, nnUNetTrainerTUNet
+from nnunet_tongue.training.trainers import (
+    nnUNetTrainerFabiansUNet,
+    nnUNetTrainerFabiansUNetSGD,
+    nnUNetTrainerResUNet,
+    nnUNetTrainerResUNetSGD,
+    nnUNetTrainerTUNet,
+)
 
 BUDGET_VARIABLES = {
     "num_epochs": "NNUNET_TONGUE_EPOCHS",
@@ -66,3 +72,11 @@ class nnUNetTrainerFabiansUNet_Budget(BudgetMixin, nnUNetTrainerFabiansUNet):
 
 class nnUNetTrainerTUNet_Budget(BudgetMixin, nnUNetTrainerTUNet):
     """:class:`nnUNetTrainerTUNet` with an environment-set budget."""
+
+
+class nnUNetTrainerResUNetSGD_Budget(BudgetMixin, nnUNetTrainerResUNetSGD):
+    """:class:`nnUNetTrainerResUNetSGD` with an environment-set budget."""
+
+
+class nnUNetTrainerFabiansUNetSGD_Budget(BudgetMixin, nnUNetTrainerFabiansUNetSGD):
+    """:class:`nnUNetTrainerFabiansUNetSGD` with an environment-set budget."""

@@ -1,9 +1,13 @@
 """nnU-Net trainers for the plug-in networks. Each builds its network from nnU-Net's DEFAULT plans
 (``nnUNetPlans``, no ``-p`` needed) or from plans written by a plug-in planner.
 
-- :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder; nnU-Net's SGD schedule.
-- :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder; nnU-Net's SGD schedule.
-- :class:`nnUNetTrainerTUNet`: Transformer-UNet; AdamW, warmup + poly decay, non-finite updates skipped.
+- :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder.
+- :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder.
+- :class:`nnUNetTrainerTUNet`: Transformer-UNet.
+
+All three train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
+updates skipped). :class:`nnUNetTrainerResUNetSGD` and :class:`nnUNetTrainerFabiansUNetSGD` keep
+nnU-Net's own SGD schedule for the residual networks (docs/benchmarks.md compares the two).
 """
 
 from __future__ import annotations
@@ -18,7 +22,29 @@ from nnunet_tongue.networks.from_plans import architecture_for, build_network
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
-class nnUNetTrainerResUNet(nnUNetTrainer):
+class AdamWWarmupTrainer(nnUNetTrainer):
+    """nnU-Net's trainer with AdamW (weight decay off for norms/biases/position embedding), a linear warmup
+    over the first ``warmup_fraction`` of the epochs, then poly decay; NaN/Inf updates are skipped.
+
+    A base class: it builds nnU-Net's default network and is not offered as a ``-tr`` trainer itself.
+    """
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+        self.weight_decay = 5e-2
+        self.warmup_fraction = 0.05
+
+    def configure_optimizers(self):
+        network = self.network.module if self.is_ddp else self.network
+        optimizer = GuardedAdamW(decay_and_no_decay_groups(network, self.weight_decay), lr=self.initial_lr,
+                                 betas=(0.9, 0.98))
+        warmup = max(1, round(self.warmup_fraction * self.num_epochs)) if self.num_epochs > 1 else 0
+        return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, warmup, self.num_epochs)
+
+
+class nnUNetTrainerResUNet(AdamWWarmupTrainer):
     """Residual-encoder + residual-decoder U-Net (dynamic-network-architectures ``ResidualUNet``)."""
 
     @staticmethod
@@ -29,7 +55,7 @@ class nnUNetTrainerResUNet(nnUNetTrainer):
                              enable_deep_supervision)
 
 
-class nnUNetTrainerFabiansUNet(nnUNetTrainer):
+class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
     """FabiansUNet: residual encoder (1,2,3,4,4,… blocks) + one conv per decoder stage."""
 
     @staticmethod
@@ -40,16 +66,8 @@ class nnUNetTrainerFabiansUNet(nnUNetTrainer):
                              enable_deep_supervision)
 
 
-class nnUNetTrainerTUNet(nnUNetTrainer):
-    """Transformer-UNet with AdamW (weight decay off for norms/biases/position embedding), a linear warmup
-    over the first ``warmup_fraction`` of the epochs, then poly decay; NaN/Inf updates are skipped."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.initial_lr = 1e-3
-        self.weight_decay = 5e-2
-        self.warmup_fraction = 0.05
+class nnUNetTrainerTUNet(AdamWWarmupTrainer):
+    """Transformer-UNet; deep-supervision scales follow its own decoder."""
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -68,9 +86,24 @@ class nnUNetTrainerTUNet(nnUNetTrainer):
                              for s in arch["arch_kwargs"]["strides"]])
         return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
 
+
+class NnUNetSGDSchedule:
+    """Mixin restoring nnU-Net's own optimiser: SGD, lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5,
+    poly decay. Put it first among the bases."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-2
+        self.weight_decay = 3e-5
+
     def configure_optimizers(self):
-        network = self.network.module if self.is_ddp else self.network
-        optimizer = GuardedAdamW(decay_and_no_decay_groups(network, self.weight_decay), lr=self.initial_lr,
-                                 betas=(0.9, 0.98))
-        warmup = max(1, round(self.warmup_fraction * self.num_epochs)) if self.num_epochs > 1 else 0
-        return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, warmup, self.num_epochs)
+        return nnUNetTrainer.configure_optimizers(self)
+
+
+class nnUNetTrainerResUNetSGD(NnUNetSGDSchedule, nnUNetTrainerResUNet):
+    """:class:`nnUNetTrainerResUNet` trained with nnU-Net's SGD schedule."""
+
+
+class nnUNetTrainerFabiansUNetSGD(NnUNetSGDSchedule, nnUNetTrainerFabiansUNet):
+    """:class:`nnUNetTrainerFabiansUNet` trained with nnU-Net's SGD schedule."""

@@ -1,0 +1,65 @@
+"""Trainer set-up: which optimiser and schedule each plug-in trainer trains with (built on CPU, nothing trained)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nnunet_tongue.training import budget, trainers
+from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler
+
+PLUGIN = ["nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNet", "nnUNetTrainerTUNet"]
+SGD = {"nnUNetTrainerResUNetSGD": "nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNetSGD": "nnUNetTrainerFabiansUNet"}
+
+
+@pytest.fixture
+def initialised(planned_synthetic, monkeypatch):
+    """Build a trainer for the planned synthetic dataset and run its ``initialize()`` in this process."""
+    monkeypatch.setenv("nnUNet_preprocessed", str(planned_synthetic.preprocessed))
+    monkeypatch.setenv("nnUNet_results", str(planned_synthetic.root / "results_in_process"))
+    return lambda trainer_class: _initialised(planned_synthetic, trainer_class)
+
+
+def _initialised(planned_synthetic, trainer_class):
+    folder = planned_synthetic.preprocessed / "Dataset999_SyntheticTongue"
+    plans = dict(json.loads((folder / "nnUNetPlans.json").read_text()), continue_training=False)
+    trainer = trainer_class(plans, "2d", 0, json.loads((folder / "dataset.json").read_text()), torch.device("cpu"))
+    trainer.initialize()
+    return trainer
+
+
+@pytest.mark.parametrize("name", PLUGIN)
+def test_plugin_trainers_use_adamw_with_warmup_and_no_decay_on_norms_and_biases(initialised, name):
+    trainer = initialised(getattr(trainers, name))
+    assert isinstance(trainer.optimizer, GuardedAdamW)
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in trainer.network.named_parameters()}
+    assert all(p.ndim > 1 for p in decay["params"])
+    assert all(p.ndim <= 1 or names[id(p)].endswith("pos_embed") for p in no_decay["params"])
+    schedule = trainer.lr_scheduler
+    assert isinstance(schedule, WarmupPolyLRScheduler) and schedule.warmup_steps == 50  # 5 % of 1000 epochs
+    assert schedule.lr_at(50) == pytest.approx(1e-3)
+    assert schedule.lr_at(0) < schedule.lr_at(49) < schedule.lr_at(50) > schedule.lr_at(999)
+
+
+@pytest.mark.parametrize("name", SGD)
+def test_sgd_variants_train_the_same_network_with_nnunets_sgd_schedule(initialised, name):
+    trainer = initialised(getattr(trainers, name))
+    assert type(trainer.optimizer) is torch.optim.SGD
+    group = trainer.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (1e-2, 0.99, True, 3e-5)
+    network = getattr(trainers, SGD[name]).build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, 3, 2, True)
+    assert type(trainer.network) is type(network)
+
+
+def test_budget_variant_keeps_its_parents_optimiser(initialised, monkeypatch):
+    monkeypatch.setenv("NNUNET_TONGUE_EPOCHS", "8")
+    trainer = initialised(budget.nnUNetTrainerResUNetSGD_Budget)
+    assert trainer.num_epochs == 8 and type(trainer.optimizer) is torch.optim.SGD
+    trainer = initialised(budget.nnUNetTrainerResUNet_Budget)
+    assert trainer.num_epochs == 8 and isinstance(trainer.optimizer, GuardedAdamW)
+    assert trainer.lr_scheduler.warmup_steps == 1
