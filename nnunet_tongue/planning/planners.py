@@ -31,10 +31,14 @@ class TonguePlanner(ExperimentPlanner):
                          suppress_transpose)
 
     def generate_data_identifier(self, configuration_name: str) -> str:
-        """Same preprocessing as nnU-Net's default, so reuse its data for 2d and 3d_fullres."""
-        if configuration_name in ("2d", "3d_fullres"):
+        """Reuse ``nnUNetPlans``' preprocessed 2d / 3d_fullres data when this planner preprocesses exactly as
+        nnU-Net's default planner does (default preprocessor, target spacing and axis order); otherwise, like
+        nnU-Net, ``<plans identifier>_<configuration>``."""
+        identical = (self.preprocessor_name == "DefaultPreprocessor" and self.overwrite_target_spacing is None
+                     and not self.suppress_transpose)
+        if identical and configuration_name in ("2d", "3d_fullres"):
             return f"nnUNetPlans_{configuration_name}"
-        return f"{self.plans_identifier}_{configuration_name}"
+        return super().generate_data_identifier(configuration_name)
 
     def static_estimate_VRAM_usage(self, patch_size, input_channels, output_channels, arch_class_name,
                                    arch_kwargs, arch_kwargs_req_import):
