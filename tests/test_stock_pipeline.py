@@ -77,3 +77,28 @@ def test_plugin_planner_plans_are_used_by_stock_train_and_predict(planned_synthe
               "-d", "999", "-c", "2d", "-f", "0", "-tr", trainer, "-p", "nnUNetTongueTUNetPlans", "-device", "cpu",
               "-npp", "1", "-nps", "1")
     assert len(list(out.glob("*.png"))) == 4
+
+
+def save_as_if_on_cuda(checkpoint: dict, path) -> None:
+    """Write ``checkpoint`` with every tensor's storage tagged ``cuda:0``, as a GPU training run writes it."""
+    from unittest import mock
+
+    with mock.patch("torch.serialization.location_tag", lambda storage: "cuda:0"):
+        torch.save(checkpoint, path)
+
+
+def test_gpu_trained_checkpoint_predicts_on_cpu(trained_tongue_model, tmp_path):
+    import shutil
+
+    nnunet = trained_tongue_model.nnunet
+    results = tmp_path / "results"
+    model = results / trained_tongue_model.model_folder.relative_to(nnunet.results)
+    shutil.copytree(trained_tongue_model.model_folder, model,
+                    ignore=shutil.ignore_patterns("validation", "*.png", "training_log*"))
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    save_as_if_on_cuda(torch.load(checkpoint, map_location="cpu", weights_only=False), checkpoint)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):  # the copy really is CUDA-tagged
+            torch.load(checkpoint, weights_only=False)
+    on_gpu_copy = type(nnunet)(nnunet.root, dict(nnunet.env, nnUNet_results=str(results)))
+    assert predict_and_score(on_gpu_copy, trained_tongue_model.trainer, "pred_from_cuda_checkpoint") > ABOVE_CHANCE
