@@ -7,17 +7,22 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged):
 1. ``nnunet-tongue convert`` BioHit with ``biohit_split.json`` (240 train / 60 held-out test), downscaled
    to ``--max-size`` for training; a second, full-resolution conversion gives the test ground truth (inverted
    upstream masks fixed the same way);
-2. ``nnUNetv2_plan_and_preprocess``; 3. ``nnUNetv2_train 501 2d 0 -tr <trainer>_Budget`` for each trainer;
+2. ``nnUNetv2_plan_and_preprocess``; 3. ``nnUNetv2_train 501 2d 0 -tr <trainer>_Budget`` for each trainer
+   (the CPU tier adds the residual networks trained with nnU-Net's SGD, ``*SGD``, for the optimiser study);
 4. ``nnunet-tongue segment`` on the 60 original test photos (masks at 768×576, no mirroring);
 5. ``nnunet-tongue evaluate`` against the full-resolution ground truth.
 
 Writes ``benchmarks/results/<tier>.json`` and ``docs/img/benchmark_<tier>_*.png``, then regenerates
-``docs/benchmarks.md`` from every results file present.
+``docs/benchmarks.md`` from every results file present (with ``benchmarks/results/<tier>_findings.md``, the
+hand-written reading of a tier's run, and ``network_speed.md`` appended). A finished training is not
+repeated when the command is re-run: delete ``benchmarks/runs/<tier>/train_<trainer>.json`` to redo one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -30,27 +35,57 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIOHIT = REPO.parent / "shared" / "data"
 TRAINERS = ["nnUNetTrainer", "nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNet", "nnUNetTrainerTUNet"]
+#: the residual networks with nnU-Net's SGD schedule instead of AdamW + warmup (optimiser study)
+SGD_VARIANTS = ["nnUNetTrainerResUNetSGD", "nnUNetTrainerFabiansUNetSGD"]
 TIERS = {
-    "cpu": {"max_size": 192, "epochs": 8, "iterations": 12, "val_iterations": 3, "device": "cpu"},
-    "gpu": {"max_size": None, "epochs": 100, "iterations": 250, "val_iterations": 50, "device": "cuda"},
+    "cpu": {"max_size": 192, "epochs": 8, "iterations": 12, "val_iterations": 3, "device": "cpu",
+            "trainers": TRAINERS + SGD_VARIANTS},
+    "gpu": {"max_size": None, "epochs": 100, "iterations": 250, "val_iterations": 50, "device": "cuda",
+            "trainers": TRAINERS},
 }
 BIN = Path(sys.executable).parent
+RESULTS = REPO / "benchmarks" / "results"
 
 
-def run(cmd: list[str], env: dict, log: Path) -> tuple[float, int]:
-    """Run a console script; return (wall seconds, peak RSS in MB of its largest process)."""
+def run(cmd: list[str], env: dict, log: Path) -> tuple[float, int, float]:
+    """Run a console script; return (wall seconds, peak RSS in MB of its largest process, CPU cores it kept
+    busy on average: (user + system time) / wall time, about 2 on a 2-core machine that runs nothing else)."""
     print(f"$ {shlex.join(cmd)}", flush=True)
     start = time.time()
     with open(log, "a") as f:
         f.write(f"\n$ {shlex.join(cmd)}\n")
         f.flush()
-        proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", str(BIN / cmd[0]), *cmd[1:]], env=env,
+        proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M CPU_S %U %S", str(BIN / cmd[0]), *cmd[1:]], env=env,
                               stdout=f, stderr=subprocess.STDOUT)
     wall = time.time() - start
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}); see {log}")
-    rss = [int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("MAXRSS_KB")][-1]
-    return wall, rss // 1024
+    stats = [line.split() for line in log.read_text().splitlines() if line.startswith("MAXRSS_KB")][-1]
+    return wall, int(stats[1]) // 1024, (float(stats[3]) + float(stats[4])) / wall
+
+
+def count_parameters(state_dict: dict) -> int:
+    """Parameters in a checkpoint's state dict, each tensor once.
+
+    dynamic-network-architectures' decoders keep a reference to their encoder, so the state dict lists
+    every encoder tensor twice (``encoder.*`` and ``decoder.encoder.*``, one shared storage); summing all
+    entries would over-count. Equals ``sum(p.numel() for p in network.parameters())`` for these networks.
+    """
+    unique = {(v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)): v.numel()
+              for v in state_dict.values() if v.dtype.is_floating_point}
+    return sum(unique.values())
+
+
+def optimiser_of(trainer: str) -> str:
+    """Short description of the optimiser a trainer trains with."""
+    from nnunet_tongue.training.trainers import AdamWWarmupTrainer, NnUNetSGDSchedule
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the lookup narrates its search
+        cls = recursive_find_trainer_class_by_name(trainer)
+    if issubclass(cls, AdamWWarmupTrainer) and not issubclass(cls, NnUNetSGDSchedule):
+        return "AdamW + warmup"
+    return "SGD (nnU-Net)"
 
 
 def training_summary(model: Path) -> dict:
@@ -59,9 +94,28 @@ def training_summary(model: Path) -> dict:
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     log = ckpt["logging"]
     epoch_s = [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
-    params = sum(v.numel() for v in ckpt["network_weights"].values() if v.dtype.is_floating_point)
+    params = count_parameters(ckpt["network_weights"])
     return {"epoch_s": epoch_s, "train_losses": log["train_losses"], "val_losses": log["val_losses"],
-            "pseudo_dice": [float(d) for d in log["ema_fg_dice"]], "params_M": params / 1e6}
+            "pseudo_dice": [float(d) for d in log["mean_fg_dice"]],
+            "pseudo_dice_ema": [float(d) for d in log["ema_fg_dice"]], "params_M": params / 1e6}
+
+
+def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
+    """Dice (%) of a perfect prediction at the training resolution (the downscaled test masks) brought back to
+    the photos' size the way ``segment`` does (bilinear, threshold 0.5): the best score the tier's
+    resolution allows."""
+    import numpy as np
+    from PIL import Image
+
+    scores = []
+    for truth_path in sorted(full_labels.glob("*.png")):
+        truth = np.asarray(Image.open(truth_path)) > 0
+        small = np.asarray(Image.open(training_labels / truth_path.name)).astype(np.float32)
+        if small.shape == truth.shape:
+            return {"mean": 100.0, "sd": 0.0, "min": 100.0}
+        back = np.asarray(Image.fromarray(small).resize(truth.shape[::-1], Image.Resampling.BILINEAR)) >= 0.5
+        scores.append(200 * (truth & back).sum() / (truth.sum() + back.sum()))
+    return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
 
 def benchmark(tier: str, workdir: Path, trainers: list[str]) -> dict:
@@ -93,18 +147,19 @@ def benchmark(tier: str, workdir: Path, trainers: list[str]) -> dict:
     plan2d = plans["configurations"]["2d"]
     results = {"tier": tier, "budget": cfg, "patch_size": plan2d["patch_size"], "batch_size": plan2d["batch_size"],
                "device": cfg["device"], "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
-               "n_test": len(split["test"]), "trainers": {}}
+               "n_test": len(split["test"]), "trainers": {},
+               "resolution_ceiling_dice": resolution_ceiling(dataset / "labelsTs", gt)}
     for trainer in trainers:
         budget_trainer = f"{trainer}_Budget"
         model = workdir / "results" / "Dataset501_Tongue" / f"{budget_trainer}__nnUNetPlans__2d"
         timing = workdir / f"train_{trainer}.json"  # a finished training is not repeated when re-run
         if not timing.exists():
-            train_s, train_rss = run(["nnUNetv2_train", "501", "2d", "0", "-tr", budget_trainer, "-device",
+            train_s, train_rss, cores = run(["nnUNetv2_train", "501", "2d", "0", "-tr", budget_trainer, "-device",
                                       cfg["device"]], env, log)
-            timing.write_text(json.dumps([train_s, train_rss]))
-        train_s, train_rss = json.loads(timing.read_text())
+            timing.write_text(json.dumps([train_s, train_rss, cores]))
+        train_s, train_rss, cores = json.loads(timing.read_text())
         seg = workdir / f"segmented_{trainer}"
-        seg_s, seg_rss = run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model),
+        seg_s, seg_rss, _ = run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model),
                               "-f", "0", "-device", cfg["device"], "--no-mirroring", "--overwrite", "--no-progress"],
                              env, log)
         report = workdir / f"evaluation_{trainer}"
@@ -112,7 +167,8 @@ def benchmark(tier: str, workdir: Path, trainers: list[str]) -> dict:
              str(photos), "--overwrite"], env, log)
         summary = json.loads((report / "summary.json").read_text())
         results["trainers"][trainer] = {
-            **training_summary(model), "train_wall_s": train_s, "train_peak_rss_MB": train_rss,
+            **training_summary(model), "optimiser": optimiser_of(trainer), "train_wall_s": train_s,
+            "train_peak_rss_MB": train_rss, "train_cpu_cores_busy": cores,
             "segment_wall_s": seg_s, "segment_s_per_photo": seg_s / len(split["test"]),
             "segment_peak_rss_MB": seg_rss, "metrics": summary["metrics"],
         }
@@ -133,23 +189,32 @@ def plots(results: dict, img_dir: Path) -> list[str]:
         axes[0].plot(r["train_losses"], label=name.replace("nnUNetTrainer", "") or "default")
         axes[1].plot(r["pseudo_dice"], label=name.replace("nnUNetTrainer", "") or "default")
     axes[0].set(title="training loss (Dice+CE)", xlabel="epoch")
-    axes[1].set(title="EMA pseudo Dice (validation fold 0)", xlabel="epoch")
+    axes[1].set(title="pseudo Dice per epoch (validation fold 0)", xlabel="epoch")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     curves = f"benchmark_{tier}_curves.png"
     fig.savefig(img_dir / curves)
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=80)
     names = [n.replace("nnUNetTrainer", "") or "default" for n in trainers]
     means = [100 * r["metrics"]["dice"]["mean"] for r in trainers.values()]
     sds = [100 * r["metrics"]["dice"]["sd"] for r in trainers.values()]
     ax.bar(names, means, yerr=sds, capsize=4, color="#c0504d")
-    ax.axhline(97.61, ls="--", c="grey", lw=1)
-    ax.text(-0.4, 97.7, "published U-Net 97.61", fontsize=7, color="grey")
-    ax.set(ylabel="Dice (%)", title=f"held-out 60 BioHit photos, {tier} tier", ylim=(min(means) - 5, 100))
+    for value, label in ((97.61, "published U-Net 97.61"), (99.23, "published RCA-UNet 99.23")):
+        ax.axhline(value, ls="--", c="grey", lw=1)
+        ax.text(-0.4, value + 0.1, label, fontsize=7, color="grey")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set(ylabel="Dice (%)", title=f"held-out 60 BioHit photos, {tier} tier (published splits unknown)",
+           ylim=(min(means) - 5, 100))
     fig.tight_layout()
     bars = f"benchmark_{tier}_dice.png"
     fig.savefig(img_dir / bars)
     return [curves, bars]
+
+
+def _metric(stats: dict, scale: float, worst: str, digits: int = 2) -> str:
+    """``mean ± sd (worst)`` of one metric's summary statistics."""
+    return (f"{scale * stats['mean']:.{digits}f} ± {scale * stats['sd']:.{digits}f} "
+            f"({scale * stats[worst]:.{digits}f})")
 
 
 def markdown(all_results: list[dict]) -> str:
@@ -167,20 +232,43 @@ def markdown(all_results: list[dict]) -> str:
                   f"- budget, identical for every trainer: {b['epochs']} epochs × {b['iterations']} iterations "
                   f"({b['epochs'] * b['iterations']} steps), fold 0 of nnU-Net's 5-fold split of the 240 training cases",
                   "- segment: no test-time mirroring, default post-processing; time per photo = wall time of "
-                  "`nnunet-tongue segment` on the 60 photos (model loading included) / 60", "",
-                  "| trainer | Dice | IoU | HD95 | ASSD | worst Dice | s / epoch | s / photo | "
-                  "peak RSS train / segment (MB) |", "|---|---|---|---|---|---|---|---|---|"]
+                  "`nnunet-tongue segment` on the 60 photos (model loading included) / 60"]
+        if r.get("resolution_ceiling_dice") and b["max_size"]:
+            c = r["resolution_ceiling_dice"]
+            lines.append(f"- resolution ceiling: the test masks downscaled to the training resolution and brought back "
+                         f"to 768×576 the way `segment` does score Dice {c['mean']:.2f} ± {c['sd']:.2f} (worst "
+                         f"{c['min']:.2f}), the most a perfect model can reach at this resolution")
+        busy = [f"{n.replace('nnUNetTrainer', '') or 'default'} {t['train_cpu_cores_busy']:.2f}"
+                for n, t in r["trainers"].items() if "train_cpu_cores_busy" in t]
+        if busy and r["device"] == "cpu":
+            lines.append("- CPU cores each training kept busy, (user + system time) / wall time, 2.00 = the whole "
+                         "machine (trainings run one after another): " + ", ".join(busy))
+        lines += ["",
+                  "Each metric: mean ± sd over the 60 photos, and in brackets the worst case (lowest Dice/IoU, "
+                  "highest HD95/ASSD).", "",
+                  "| trainer | optimiser | params (M) | Dice | IoU | HD95 | ASSD | s / epoch | s / photo | "
+                  "peak RSS train / segment (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for name, t in r["trainers"].items():
             m = t["metrics"]
             epoch = sorted(t["epoch_s"])[len(t["epoch_s"]) // 2]
+            params = f"{t['params_M']:.1f}" if "params_M" in t else "—"
             lines.append(
-                f"| {name} | {100 * m['dice']['mean']:.2f} ± {100 * m['dice']['sd']:.2f} | "
-                f"{100 * m['iou']['mean']:.2f} ± {100 * m['iou']['sd']:.2f} | {m['hd95']['mean']:.1f} ± {m['hd95']['sd']:.1f} | "
-                f"{m['assd']['mean']:.2f} ± {m['assd']['sd']:.2f} | {100 * m['dice']['min']:.2f} | "
+                f"| {name} | {t.get('optimiser', '—')} | {params} | {_metric(m['dice'], 100, 'min')} | {_metric(m['iou'], 100, 'min')} | "
+                f"{_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} | "
                 f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |")
         lines += [f"\n{note}" for note in r.get("notes", [])]
         lines += ["", f"![training curves](img/benchmark_{r['tier']}_curves.png)", "",
                   f"![Dice per trainer](img/benchmark_{r['tier']}_dice.png)", ""]
+        findings = RESULTS / f"{r['tier']}_findings.md"  # hand-written reading of this run, if any
+        if findings.exists():
+            lines += [findings.read_text().rstrip(), ""]
+    for tier, cfg in TIERS.items():
+        if tier not in {r["tier"] for r in all_results}:
+            resolution = f"longest side {cfg['max_size']} px" if cfg["max_size"] else "full resolution"
+            lines += [f"## {tier.upper()} tier", "",
+                      f"Not run yet: `python benchmarks/biohit_benchmark.py --tier {tier}` ({cfg['device']}, "
+                      f"{resolution}, {cfg['epochs']} epochs × {cfg['iterations']} iterations). "
+                      "No figure on this page comes from it.", ""]
     lines += ["## Published results on BioHit", "",
               "Their split protocols are not published, so these are a rough bar, not a like-for-like comparison.", "",
               "| method | source | Dice | mIoU |", "|---|---|---|---|",
@@ -194,21 +282,22 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tier", choices=TIERS, default="cpu")
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs")
-    p.add_argument("--trainers", nargs="+", default=TRAINERS, choices=TRAINERS)
+    p.add_argument("--trainers", nargs="+", choices=TRAINERS + SGD_VARIANTS,
+                   help="default: the tier's list (CPU tier: the four trainers and the SGD variants)")
     p.add_argument("--docs-only", action="store_true", help="only regenerate docs/benchmarks.md from results")
     args = p.parse_args()
-    results_dir = REPO / "benchmarks" / "results"
+    results_dir = RESULTS
     if not args.docs_only:
         if not (BIOHIT / "biohit" / "images").is_dir():
             raise SystemExit(f"BioHit data not found at {BIOHIT}")
-        results = benchmark(args.tier, args.workdir / args.tier, args.trainers)
+        results = benchmark(args.tier, args.workdir / args.tier, args.trainers or TIERS[args.tier]["trainers"])
         results["plots"] = plots(results, REPO / "docs" / "img")
         results_dir.mkdir(exist_ok=True)
         (results_dir / f"{args.tier}.json").write_text(json.dumps(results, indent=1, default=float))
     all_results = [json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))]
     if not all_results:
         raise SystemExit(f"no results in {results_dir}: run a tier first")
-    network_speed = REPO / "benchmarks" / "results" / "network_speed.md"
+    network_speed = RESULTS / "network_speed.md"
     text = markdown(all_results)
     if network_speed.exists():
         text += "\n" + network_speed.read_text()
