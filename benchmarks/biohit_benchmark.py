@@ -111,9 +111,9 @@ def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     for truth_path in sorted(full_labels.glob("*.png")):
         truth = np.asarray(Image.open(truth_path)) > 0
         small = np.asarray(Image.open(training_labels / truth_path.name)).astype(np.float32)
-        if small.shape == truth.shape:
-            return {"mean": 100.0, "sd": 0.0, "min": 100.0}
-        back = np.asarray(Image.fromarray(small).resize(truth.shape[::-1], Image.Resampling.BILINEAR)) >= 0.5
+        if small.shape != truth.shape:
+            small = np.asarray(Image.fromarray(small).resize(truth.shape[::-1], Image.Resampling.BILINEAR))
+        back = small >= 0.5
         scores.append(200 * (truth & back).sum() / (truth.sum() + back.sum()))
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
