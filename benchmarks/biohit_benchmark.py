@@ -78,14 +78,12 @@ def count_parameters(state_dict: dict) -> int:
 
 def optimiser_of(trainer: str) -> str:
     """Short description of the optimiser a trainer trains with."""
-    from nnunet_tongue.training.trainers import AdamWWarmupTrainer, NnUNetSGDSchedule
+    from nnunet_tongue.training.trainers import AdamWWarmupTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     with contextlib.redirect_stdout(io.StringIO()):  # the lookup narrates its search
         cls = recursive_find_trainer_class_by_name(trainer)
-    if issubclass(cls, AdamWWarmupTrainer) and not issubclass(cls, NnUNetSGDSchedule):
-        return "AdamW + warmup"
-    return "SGD (nnU-Net)"
+    return "AdamW + warmup" if issubclass(cls, AdamWWarmupTrainer) else "SGD (nnU-Net)"
 
 
 def training_summary(model: Path) -> dict:

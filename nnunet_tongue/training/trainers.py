@@ -87,23 +87,13 @@ class nnUNetTrainerTUNet(AdamWWarmupTrainer):
         return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
 
 
-class NnUNetSGDSchedule:
-    """Mixin restoring nnU-Net's own optimiser: SGD, lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5,
-    poly decay. Put it first among the bases."""
+class nnUNetTrainerResUNetSGD(nnUNetTrainer):
+    """The ResUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.initial_lr = 1e-2
-        self.weight_decay = 3e-5
-
-    def configure_optimizers(self):
-        return nnUNetTrainer.configure_optimizers(self)
+    build_network_architecture = staticmethod(nnUNetTrainerResUNet.build_network_architecture)
 
 
-class nnUNetTrainerResUNetSGD(NnUNetSGDSchedule, nnUNetTrainerResUNet):
-    """:class:`nnUNetTrainerResUNet` trained with nnU-Net's SGD schedule."""
+class nnUNetTrainerFabiansUNetSGD(nnUNetTrainer):
+    """The FabiansUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
-
-class nnUNetTrainerFabiansUNetSGD(NnUNetSGDSchedule, nnUNetTrainerFabiansUNet):
-    """:class:`nnUNetTrainerFabiansUNet` trained with nnU-Net's SGD schedule."""
+    build_network_architecture = staticmethod(nnUNetTrainerFabiansUNet.build_network_architecture)
