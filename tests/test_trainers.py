@@ -16,18 +16,19 @@ SGD = {"nnUNetTrainerResUNetSGD": "nnUNetTrainerResUNet", "nnUNetTrainerFabiansU
 
 @pytest.fixture
 def initialised(planned_synthetic, monkeypatch):
-    """Build a trainer for the planned synthetic dataset and run its ``initialize()`` in this process."""
+    """Factory: a trainer for the planned synthetic dataset, its ``initialize()`` run in this process."""
     monkeypatch.setenv("nnUNet_preprocessed", str(planned_synthetic.preprocessed))
     monkeypatch.setenv("nnUNet_results", str(planned_synthetic.root / "results_in_process"))
-    return lambda trainer_class: _initialised(planned_synthetic, trainer_class)
-
-
-def _initialised(planned_synthetic, trainer_class):
     folder = planned_synthetic.preprocessed / "Dataset999_SyntheticTongue"
-    plans = dict(json.loads((folder / "nnUNetPlans.json").read_text()), continue_training=False)
-    trainer = trainer_class(plans, "2d", 0, json.loads((folder / "dataset.json").read_text()), torch.device("cpu"))
-    trainer.initialize()
-    return trainer
+    plans = json.loads((folder / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+
+    def build(trainer_class):  # nnUNetTrainer pops "continue_training" from the plans: a fresh dict each time
+        trainer = trainer_class(dict(plans, continue_training=False), "2d", 0, dataset_json, torch.device("cpu"))
+        trainer.initialize()
+        return trainer
+
+    return build
 
 
 @pytest.mark.parametrize("name", PLUGIN)
