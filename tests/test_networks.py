@@ -48,6 +48,7 @@ def test_tunet_trainer_deep_supervision_scales_match_network_outputs():
 
     class Fake:  # the attributes _get_deep_supervision_scales reads
         enable_deep_supervision = True
+        token_size = nnUNetTrainerTUNet.token_size
 
         class configuration_manager:
             patch_size = [64, 96]
@@ -55,6 +56,26 @@ def test_tunet_trainer_deep_supervision_scales_match_network_outputs():
 
     scales = nnUNetTrainerTUNet._get_deep_supervision_scales(Fake())
     assert scales == [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25], [0.125, 0.125]]
+
+
+def test_token8_trainer_builds_an_8_pixel_token_grid_whose_outputs_match_its_supervision_scales():
+    from nnunet_tongue.training.trainers import nnUNetTrainerTUNetToken8
+
+    patch = (64, 96)
+
+    class Fake:
+        enable_deep_supervision = True
+        token_size = nnUNetTrainerTUNetToken8.token_size
+
+        class configuration_manager:
+            patch_size = list(patch)
+            configuration = {"architecture": default_plans_architecture(patch)}
+
+    net = nnUNetTrainerTUNetToken8.build_network_architecture(None, Fake.configuration_manager, 3, 2, True)
+    assert net.patch_size == (8, 8) and net.transformer.embed_dim == 256
+    outputs = net(torch.randn(1, 3, *patch))
+    scales = nnUNetTrainerTUNetToken8._get_deep_supervision_scales(Fake())
+    assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
 
 
 def test_tunet_gradients_reach_transformer_and_cnn_encoder():

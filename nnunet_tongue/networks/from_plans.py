@@ -36,8 +36,14 @@ def tunet_stage_count(strides: Sequence, max_patch: int = TUNET_PATCH_SIZE) -> i
     return max(2, int((cumulative <= max_patch).sum()))
 
 
-def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]) -> dict:
-    """Plans ``architecture`` dict (``network_class_name``, ``arch_kwargs``, ``_kw_requires_import``) for ``network``."""
+def architecture_for(network: str, architecture: dict, patch_size: Sequence[int],
+                     token_size: int = TUNET_PATCH_SIZE) -> dict:
+    """Plans ``architecture`` dict (``network_class_name``, ``arch_kwargs``, ``_kw_requires_import``) for ``network``.
+
+    ``token_size`` (T-Unet only): the largest patch edge the transformer's tokens may have; the token grid
+    sits at the deepest plans stage whose cumulative stride stays within it, and that stage's width is
+    the embedding dimension.
+    """
     class_name = NETWORKS[network]
     if architecture["network_class_name"] == class_name:
         return deepcopy(architecture)
@@ -51,7 +57,7 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
         kwargs.update(n_stages=n_stages, n_blocks_per_stage=list(fabians_blocks_per_stage(n_stages)),
                       n_conv_per_stage_decoder=[1] * (n_stages - 1))
     else:
-        n = tunet_stage_count(source["strides"])
+        n = tunet_stage_count(source["strides"], token_size)
         for key in ("features_per_stage", "kernel_sizes", "strides"):
             kwargs[key] = list(kwargs[key])[:n]
         token = np.prod(np.array([np.atleast_1d(s) for s in kwargs["strides"]]), axis=0)
@@ -64,12 +70,12 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
 
 
 def build_network(network: str, configuration_manager, num_input_channels: int, num_output_channels: int,
-                  deep_supervision: bool):
+                  deep_supervision: bool, token_size: int = TUNET_PATCH_SIZE):
     """Build ``network`` for an nnU-Net ``ConfigurationManager`` (default plans or plug-in plans)."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     arch = architecture_for(network, configuration_manager.configuration["architecture"],
-                            configuration_manager.patch_size)
+                            configuration_manager.patch_size, token_size)
     return get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                   num_input_channels, num_output_channels, allow_init=True,
                                   deep_supervision=deep_supervision)

@@ -24,6 +24,7 @@ from nnunet_tongue.training.trainers import (
     nnUNetTrainerResUNet,
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
+    nnUNetTrainerTUNetToken8,
 )
 
 BUDGET_VARIABLES = {
@@ -72,6 +73,10 @@ class nnUNetTrainerFabiansUNet_Budget(BudgetMixin, nnUNetTrainerFabiansUNet):
 
 class nnUNetTrainerTUNet_Budget(BudgetMixin, nnUNetTrainerTUNet):
     """:class:`nnUNetTrainerTUNet` with an environment-set budget."""
+
+
+class nnUNetTrainerTUNetToken8_Budget(BudgetMixin, nnUNetTrainerTUNetToken8):
+    """:class:`nnUNetTrainerTUNetToken8` with an environment-set budget."""
 
 
 class nnUNetTrainerResUNetSGD_Budget(BudgetMixin, nnUNetTrainerResUNetSGD):

@@ -3,7 +3,7 @@
 
 - :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder.
 - :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder.
-- :class:`nnUNetTrainerTUNet`: Transformer-UNet.
+- :class:`nnUNetTrainerTUNet`: Transformer-UNet (16×16 tokens); :class:`nnUNetTrainerTUNetToken8`: on 8×8 tokens.
 
 All three train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
 updates skipped). :class:`nnUNetTrainerResUNetSGD` and :class:`nnUNetTrainerFabiansUNetSGD` keep
@@ -18,7 +18,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunet_tongue.networks.from_plans import architecture_for, build_network
+from nnunet_tongue.networks.from_plans import TUNET_PATCH_SIZE, architecture_for, build_network
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
@@ -67,7 +67,9 @@ class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
 
 
 class nnUNetTrainerTUNet(AdamWWarmupTrainer):
-    """Transformer-UNet; deep-supervision scales follow its own decoder."""
+    """Transformer-UNet on 16×16 patches; deep-supervision scales follow its own decoder."""
+
+    token_size = TUNET_PATCH_SIZE  # must match what build_network_architecture builds
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -81,10 +83,23 @@ class nnUNetTrainerTUNet(AdamWWarmupTrainer):
         if not self.enable_deep_supervision:
             return None
         arch = architecture_for("TUNet", self.configuration_manager.configuration["architecture"],
-                                self.configuration_manager.patch_size)
+                                self.configuration_manager.patch_size, self.token_size)
         strides = np.vstack([np.broadcast_to(s, (len(self.configuration_manager.patch_size),))
                              for s in arch["arch_kwargs"]["strides"]])
         return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
+
+
+class nnUNetTrainerTUNetToken8(nnUNetTrainerTUNet):
+    """T-Unet on 8×8 patches: a 4× larger token grid; its width is the plans' stride-8 stage (256 by default)."""
+
+    token_size = 8
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision, token_size=nnUNetTrainerTUNetToken8.token_size)
 
 
 class nnUNetTrainerResUNetSGD(nnUNetTrainer):
