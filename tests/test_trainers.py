@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_tongue.training import budget, trainers
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler
@@ -15,8 +16,8 @@ SGD = {"nnUNetTrainerResUNetSGD": "nnUNetTrainerResUNet", "nnUNetTrainerFabiansU
 
 
 @pytest.fixture
-def initialised(planned_synthetic, monkeypatch):
-    """Factory: a trainer for the planned synthetic dataset, its ``initialize()`` run in this process."""
+def constructed(planned_synthetic, monkeypatch):
+    """Factory: a trainer for the planned synthetic dataset, constructed in this process (not initialised)."""
     monkeypatch.setenv("nnUNet_preprocessed", str(planned_synthetic.preprocessed))
     monkeypatch.setenv("nnUNet_results", str(planned_synthetic.root / "results_in_process"))
     folder = planned_synthetic.preprocessed / "Dataset999_SyntheticTongue"
@@ -24,11 +25,29 @@ def initialised(planned_synthetic, monkeypatch):
     dataset_json = json.loads((folder / "dataset.json").read_text())
 
     def build(trainer_class):  # nnUNetTrainer pops "continue_training" from the plans: a fresh dict each time
-        trainer = trainer_class(dict(plans, continue_training=False), "2d", 0, dataset_json, torch.device("cpu"))
+        return trainer_class(dict(plans, continue_training=False), "2d", 0, dataset_json, torch.device("cpu"))
+
+    return build
+
+
+@pytest.fixture
+def initialised(constructed):
+    """Factory: a trainer for the planned synthetic dataset, its ``initialize()`` run in this process."""
+
+    def build(trainer_class):
+        trainer = constructed(trainer_class)
         trainer.initialize()
         return trainer
 
     return build
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """A one-process gloo group: nnU-Net's trainers then take their DDP (-num_gpus) code path, on CPU."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
 
 
 @pytest.mark.parametrize("name", PLUGIN)
@@ -64,3 +83,24 @@ def test_budget_variant_keeps_its_parents_optimiser(initialised, monkeypatch):
     trainer = initialised(budget.nnUNetTrainerResUNet_Budget)
     assert trainer.num_epochs == 8 and isinstance(trainer.optimizer, GuardedAdamW)
     assert trainer.lr_scheduler.warmup_steps == 1
+
+
+@pytest.mark.parametrize("name", PLUGIN)
+def test_optimiser_is_built_the_way_nnunets_multi_gpu_path_calls_it(constructed, process_group, name):
+    # with -num_gpus, nnU-Net's initialize() calls configure_optimizers() while is_ddp is already true but
+    # before it wraps the network in DistributedDataParallel (initialize() itself needs CUDA there)
+    trainer = constructed(getattr(trainers, name))
+    assert trainer.is_ddp
+    trainer.network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 3, 2,
+                                                         True)
+    optimizer, _ = trainer.configure_optimizers()
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in trainer.network.parameters())
+    # then nnU-Net wraps it: a DDP step (gloo, CPU) updates the weights the optimiser holds
+    ddp = DistributedDataParallel(trainer.network)
+    before = [p.detach().clone() for p in optimizer.param_groups[0]["params"]]
+    outputs = ddp(torch.randn(2, 3, *trainer.configuration_manager.patch_size))
+    sum(o.float().square().mean() for o in outputs).backward()
+    optimizer.step()
+    assert optimizer.skipped_steps == 0
+    assert any(not torch.equal(b, p) for b, p in zip(before, optimizer.param_groups[0]["params"]))

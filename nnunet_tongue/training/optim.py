@@ -16,7 +16,8 @@ class GuardedAdamW(torch.optim.AdamW):
 
     Skipped updates are counted in ``skipped_steps``; after ``max_consecutive_skips`` in a row it raises
     :class:`NonFiniteGradientError`. (With fp16 autocast nnU-Net's GradScaler already skips such steps
-    before they reach the optimiser; this guard covers fp32 and bf16 training.)
+    before they reach the optimiser; this guard covers fp32 and bf16 training.) Under DDP the gradients it
+    checks are already all-reduced, so every rank takes the same decision.
     """
 
     def __init__(self, params, *args, max_consecutive_skips: int = 25, **kwargs):

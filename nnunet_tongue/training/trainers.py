@@ -37,8 +37,9 @@ class AdamWWarmupTrainer(nnUNetTrainer):
         self.warmup_fraction = 0.05
 
     def configure_optimizers(self):
-        network = self.network.module if self.is_ddp else self.network
-        optimizer = GuardedAdamW(decay_and_no_decay_groups(network, self.weight_decay), lr=self.initial_lr,
+        # nnU-Net calls this before it wraps the network in DDP (-num_gpus) and after torch.compile: take the
+        # parameters of whatever self.network is; the grouping goes by shape and name suffix, not by prefix
+        optimizer = GuardedAdamW(decay_and_no_decay_groups(self.network, self.weight_decay), lr=self.initial_lr,
                                  betas=(0.9, 0.98))
         warmup = max(1, round(self.warmup_fraction * self.num_epochs)) if self.num_epochs > 1 else 0
         return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, warmup, self.num_epochs)
