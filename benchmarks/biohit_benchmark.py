@@ -16,6 +16,13 @@ Writes ``benchmarks/results/<tier>.json`` and ``docs/img/benchmark_<tier>_*.png`
 ``docs/benchmarks.md`` from every results file present (with ``benchmarks/results/<tier>_findings.md``, the
 hand-written reading of a tier's run, and ``network_speed.md`` appended). A finished training is not
 repeated when the command is re-run: delete ``benchmarks/runs/<tier>/train_<trainer>.json`` to redo one.
+
+A *study* varies one thing on the tier's data and split: ``--study NAME`` with ``--trainers`` and/or
+``--epochs`` trains into its own results folder and writes ``benchmarks/results/<tier>_study_<NAME>.json``;
+the page lists every study of a tier below the tier's table, e.g.
+
+    python benchmarks/biohit_benchmark.py --tier cpu --study token8 --trainers nnUNetTrainerTUNetToken8
+    python benchmarks/biohit_benchmark.py --tier cpu --study long --trainers nnUNetTrainerTUNet --epochs 32
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -37,31 +45,56 @@ BIOHIT = REPO.parent / "shared" / "data"
 TRAINERS = ["nnUNetTrainer", "nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNet", "nnUNetTrainerTUNet"]
 #: the residual networks with nnU-Net's SGD schedule instead of AdamW + warmup (optimiser study)
 SGD_VARIANTS = ["nnUNetTrainerResUNetSGD", "nnUNetTrainerFabiansUNetSGD"]
+#: trainers only studies use
+STUDY_TRAINERS = ["nnUNetTrainerTUNetToken8"]
 TIERS = {
     "cpu": {"max_size": 192, "epochs": 8, "iterations": 12, "val_iterations": 3, "device": "cpu",
             "trainers": TRAINERS + SGD_VARIANTS},
-    "gpu": {"max_size": None, "epochs": 100, "iterations": 250, "val_iterations": 50, "device": "cuda",
-            "trainers": TRAINERS},
+    # sized to finish, with the CUDA checks, inside one 10-minute command on an offline GPU machine
+    # (docs/gpu_runs.md): the four trainings share the GPU, torch.compile off (its start-up would eat the
+    # budget; benchmarks/network_speed.py --compile checks it), every other setting nnU-Net's own
+    "gpu": {"max_size": None, "epochs": 8, "iterations": 40, "val_iterations": 4, "device": "cuda",
+            "trainers": TRAINERS, "parallel": 4, "env": {"nnUNet_compile": "f", "nnUNet_def_n_proc": "4"}},
 }
 BIN = Path(sys.executable).parent
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def run(cmd: list[str], env: dict, log: Path) -> tuple[float, int, float]:
-    """Run a console script; return (wall seconds, peak RSS in MB of its largest process, CPU cores it kept
-    busy on average: (user + system time) / wall time, about 2 on a 2-core machine that runs nothing else)."""
+#: runs a command and prints the resource use of it and everything it waited for (GNU time's %M/%U/%S
+#: without needing /usr/bin/time, which the GPU machine lacks)
+_RUSAGE = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+           "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+           "print('MAXRSS_KB', r.ru_maxrss, 'CPU_S', r.ru_utime, r.ru_stime, flush=True); sys.exit(rc)")
+
+
+def start(cmd: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, float]:
+    """Start a console script of this environment, its output appended to ``log``."""
     print(f"$ {shlex.join(cmd)}", flush=True)
-    start = time.time()
     with open(log, "a") as f:
         f.write(f"\n$ {shlex.join(cmd)}\n")
         f.flush()
-        proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M CPU_S %U %S", str(BIN / cmd[0]), *cmd[1:]], env=env,
-                              stdout=f, stderr=subprocess.STDOUT)
-    wall = time.time() - start
+        script = shutil.which(cmd[0], path=os.pathsep.join([str(BIN), env.get("PATH", "")]))
+        if script is None:
+            raise SystemExit(f"{cmd[0]} not found beside {sys.executable} or on PATH: install the project first")
+        proc = subprocess.Popen([sys.executable, "-c", _RUSAGE, script, *cmd[1:]], env=env, stdout=f,
+                                stderr=subprocess.STDOUT)
+    return proc, time.time()
+
+
+def finish(proc: subprocess.Popen, started: float, log: Path) -> tuple[float, int, float]:
+    """Wait for a started command; return (wall seconds, peak RSS in MB of its largest process, CPU cores it
+    kept busy on average: (user + system time) / wall time, about 2 on a 2-core machine that runs nothing else)."""
+    proc.wait()
+    wall = time.time() - started
     if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}); see {log}")
+        raise SystemExit(f"{proc.args[3]} failed ({proc.returncode}); see {log}")
     stats = [line.split() for line in log.read_text().splitlines() if line.startswith("MAXRSS_KB")][-1]
     return wall, int(stats[1]) // 1024, (float(stats[3]) + float(stats[4])) / wall
+
+
+def run(cmd: list[str], env: dict, log: Path) -> tuple[float, int, float]:
+    """:func:`start` then :func:`finish`."""
+    return finish(*start(cmd, env, log), log)
 
 
 def count_parameters(state_dict: dict) -> int:
@@ -116,23 +149,29 @@ def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
 
-def benchmark(tier: str, workdir: Path, trainers: list[str]) -> dict:
-    cfg = TIERS[tier]
+def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None = None,
+              overrides: dict | None = None, data: Path = BIOHIT) -> dict:
+    """Run the tier (or one of its studies: own results folder, some settings overridden) on the BioHit copy
+    in ``data`` (``biohit/`` and ``biohit_split.json``)."""
+    cfg = dict(TIERS[tier], trainers=trainers, **(overrides or {}))
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "benchmark.log"
+    prefix = f"{study}_" if study else ""  # a study's trainings, predictions and reports stay apart
+    results_dir = workdir / f"{prefix}results"
     env = dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"),
-               nnUNet_results=str(workdir / "results"), NNUNET_TONGUE_EPOCHS=str(cfg["epochs"]),
+               nnUNet_results=str(results_dir), NNUNET_TONGUE_EPOCHS=str(cfg["epochs"]),
                NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
                NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]))
-    split = json.loads((BIOHIT / "biohit_split.json").read_text())
+    split = json.loads((data / "biohit_split.json").read_text())
     dataset = workdir / "raw" / "Dataset501_Tongue"
     if not dataset.exists():
         resize = ["--max-size", str(cfg["max_size"])] if cfg["max_size"] else []
-        run(["nnunet-tongue", "convert", str(BIOHIT / "biohit"), "-o", str(workdir / "raw"), "--split-json",
-             str(BIOHIT / "biohit_split.json"), "--no-progress", *resize], env, log)
-        run(["nnunet-tongue", "convert", str(BIOHIT / "biohit"), "-o", str(workdir / "fullres"), "--split-json",
-             str(BIOHIT / "biohit_split.json"), "--no-progress"], env, log)
-        run(["nnUNetv2_plan_and_preprocess", "-d", "501", "-c", "2d", "-npfp", "2", "-np", "2",
+        run(["nnunet-tongue", "convert", str(data / "biohit"), "-o", str(workdir / "raw"), "--split-json",
+             str(data / "biohit_split.json"), "--no-progress", *resize], env, log)
+        run(["nnunet-tongue", "convert", str(data / "biohit"), "-o", str(workdir / "fullres"), "--split-json",
+             str(data / "biohit_split.json"), "--no-progress"], env, log)
+        processes = str(min(8, os.cpu_count() or 1))
+        run(["nnUNetv2_plan_and_preprocess", "-d", "501", "-c", "2d", "-npfp", processes, "-np", processes,
              "--verify_dataset_integrity", "--no_pbar"], env, log)
     gt = workdir / "fullres" / "Dataset501_Tongue" / "labelsTs"
     photos = workdir / "test_photos"
@@ -140,33 +179,48 @@ def benchmark(tier: str, workdir: Path, trainers: list[str]) -> dict:
     for case in split["test"]:
         link = photos / f"{case}.jpg"
         if not link.exists():
-            link.symlink_to(BIOHIT / "biohit" / "images" / f"{case}.jpg")
+            link.symlink_to((data / "biohit" / "images" / f"{case}.jpg").resolve())
+    converted = json.loads((dataset / "dataset.json").read_text()).get("nnunet_tongue_conversion", {})
+    if converted.get("max_size") != cfg["max_size"]:
+        raise SystemExit(f"{dataset} was converted with max size {converted.get('max_size')}, this run wants "
+                         f"{cfg['max_size']}: use another --workdir")
     plans = json.loads((workdir / "preprocessed" / "Dataset501_Tongue" / "nnUNetPlans.json").read_text())
     plan2d = plans["configurations"]["2d"]
-    results = {"tier": tier, "budget": cfg, "patch_size": plan2d["patch_size"], "batch_size": plan2d["batch_size"],
+    results = {"tier": tier, **({"study": study} if study else {}), "budget": cfg, "patch_size": plan2d["patch_size"], "batch_size": plan2d["batch_size"],
                "device": cfg["device"], "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
                "n_test": len(split["test"]), "trainers": {},
                "resolution_ceiling_dice": resolution_ceiling(dataset / "labelsTs", gt)}
+    models = {t: results_dir / "Dataset501_Tongue" / f"{t}_Budget__nnUNetPlans__2d" for t in trainers}
+    timings = {t: workdir / f"train_{prefix}{t}.json" for t in trainers}  # a finished training is not repeated
+    pending = [t for t in trainers if not timings[t].exists()]
+    parallel = cfg.get("parallel", 1)
+    train_env = dict(env, **cfg.get("env", {}))
+    if parallel > 1 and "nnUNet_n_proc_DA" not in os.environ:  # share the CPU cores between the trainings
+        train_env["nnUNet_n_proc_DA"] = str(max(1, (os.cpu_count() or 1) // parallel - 1))
+    for first in range(0, len(pending), parallel):
+        running = []
+        for trainer in pending[first:first + parallel]:
+            train_log = workdir / f"train_{prefix}{trainer}.log"
+            running.append((trainer, train_log, *start(["nnUNetv2_train", "501", "2d", "0", "-tr", f"{trainer}_Budget",
+                                                        "-device", cfg["device"]], train_env, train_log)))
+        for trainer, train_log, proc, started in running:
+            timings[trainer].write_text(json.dumps(finish(proc, started, train_log)))
     for trainer in trainers:
-        budget_trainer = f"{trainer}_Budget"
-        model = workdir / "results" / "Dataset501_Tongue" / f"{budget_trainer}__nnUNetPlans__2d"
-        timing = workdir / f"train_{trainer}.json"  # a finished training is not repeated when re-run
-        if not timing.exists():
-            train_s, train_rss, cores = run(["nnUNetv2_train", "501", "2d", "0", "-tr", budget_trainer, "-device",
-                                      cfg["device"]], env, log)
-            timing.write_text(json.dumps([train_s, train_rss, cores]))
-        train_s, train_rss, cores = json.loads(timing.read_text())
-        seg = workdir / f"segmented_{trainer}"
+        model = models[trainer]
+        train_s, train_rss, cores = json.loads(timings[trainer].read_text())
+        cuda_memory = model / "fold_0" / "cuda_memory.json"  # written by the _Budget trainers on CUDA
+        seg = workdir / f"segmented_{prefix}{trainer}"
         seg_s, seg_rss, _ = run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model),
                               "-f", "0", "-device", cfg["device"], "--no-mirroring", "--overwrite", "--no-progress"],
                              env, log)
-        report = workdir / f"evaluation_{trainer}"
+        report = workdir / f"evaluation_{prefix}{trainer}"
         run(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(gt), "-o", str(report), "--images",
              str(photos), "--overwrite"], env, log)
         summary = json.loads((report / "summary.json").read_text())
         results["trainers"][trainer] = {
             **training_summary(model), "optimiser": optimiser_of(trainer), "train_wall_s": train_s,
-            "train_peak_rss_MB": train_rss, "train_cpu_cores_busy": cores,
+            "train_peak_rss_MB": train_rss, "train_cpu_cores_busy": cores, "trained_in_parallel": parallel,
+            **(json.loads(cuda_memory.read_text()) if cuda_memory.exists() else {}),
             "segment_wall_s": seg_s, "segment_s_per_photo": seg_s / len(split["test"]),
             "segment_peak_rss_MB": seg_rss, "metrics": summary["metrics"],
         }
@@ -215,13 +269,36 @@ def _metric(stats: dict, scale: float, worst: str, digits: int = 2) -> str:
             f"({scale * stats[worst]:.{digits}f})")
 
 
+def study_table(tier: dict, studies: list[dict]) -> list[str]:
+    """Markdown lines: each study's trainers beside the tier's row for the same trainer (same metrics)."""
+    if not studies:
+        return []
+    lines = ["", f"Studies on the same data, split and settings, one thing varied (`--study`; training times "
+             "left out: other work shared the machine):", "",
+             "| study | trainer | budget (epochs × iterations) | Dice | IoU | HD95 | ASSD |", "|---|---|---|---|---|---|---|"]
+
+    def row(label: str, name: str, t: dict, budget: dict) -> str:
+        m = t["metrics"]
+        return (f"| {label} | {name} | {budget['epochs']} × {budget['iterations']} | {_metric(m['dice'], 100, 'min')} | "
+                f"{_metric(m['iou'], 100, 'min')} | {_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} |")
+
+    reference = tier["trainers"].get("nnUNetTrainerTUNet")
+    if reference:
+        lines.append(row("(tier, above)", "nnUNetTrainerTUNet", reference, tier["budget"]))
+    for st in sorted(studies, key=lambda st: st["study"]):
+        lines += [row(f"`{st['study']}`", name, t, st["budget"]) for name, t in st["trainers"].items()]
+    return lines
+
+
 def markdown(all_results: list[dict]) -> str:
     lines = ["# Benchmarks", "",
              "Generated by `python benchmarks/biohit_benchmark.py --tier <tier>` from `benchmarks/results/*.json`;",
              "every figure below comes from that run. Held-out set: the 60 `test` cases of",
              "`../shared/data/biohit_split.json` (never trained on), predicted at their original 768×576 and",
              "evaluated with `nnunet-tongue evaluate` (Dice/IoU in %, HD95/ASSD in pixels at 768×576).", ""]
-    for r in all_results:
+    tiers = [r for r in all_results if "study" not in r]
+    studies = [r for r in all_results if "study" in r]
+    for r in tiers:
         b = r["budget"]
         res = f"downscaled to longest side {b['max_size']} px for training" if b["max_size"] else "full resolution"
         lines += [f"## {r['tier'].upper()} tier", "",
@@ -236,16 +313,24 @@ def markdown(all_results: list[dict]) -> str:
             lines.append(f"- resolution ceiling: the test masks downscaled to the training resolution and brought back "
                          f"to 768×576 the way `segment` does score Dice {c['mean']:.2f} ± {c['sd']:.2f} (worst "
                          f"{c['min']:.2f}), the most a perfect model can reach at this resolution")
+        if b.get("parallel", 1) > 1:
+            lines.append(f"- the trainings ran {b['parallel']} at a time on the one {r['device']} device, each with "
+                         "its share of the CPU cores for data augmentation, so s / epoch is under that sharing; "
+                         "the network step table below times each network alone")
+        if b.get("env"):
+            lines.append("- environment for the trainings: " + ", ".join(f"`{k}={v}`" for k, v in b["env"].items()))
         busy = [f"{n.replace('nnUNetTrainer', '') or 'default'} {t['train_cpu_cores_busy']:.2f}"
                 for n, t in r["trainers"].items() if "train_cpu_cores_busy" in t]
         if busy and r["device"] == "cpu":
             lines.append("- CPU cores each training kept busy, (user + system time) / wall time, 2.00 = the whole "
                          "machine (trainings run one after another): " + ", ".join(busy))
+        gpu_memory = any("peak_cuda_memory_MB" in t for t in r["trainers"].values())
         lines += ["",
                   "Each metric: mean ± sd over the 60 photos, and in brackets the worst case (lowest Dice/IoU, "
                   "highest HD95/ASSD).", "",
                   "| trainer | optimiser | params (M) | Dice | IoU | HD95 | ASSD | s / epoch | s / photo | "
-                  "peak RSS train / segment (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "peak RSS train / segment (MB) |" + (" peak GPU memory, training (MB) |" if gpu_memory else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu_memory else "")]
         for name, t in r["trainers"].items():
             m = t["metrics"]
             epoch = sorted(t["epoch_s"])[len(t["epoch_s"]) // 2]
@@ -253,20 +338,24 @@ def markdown(all_results: list[dict]) -> str:
             lines.append(
                 f"| {name} | {t.get('optimiser', '—')} | {params} | {_metric(m['dice'], 100, 'min')} | {_metric(m['iou'], 100, 'min')} | "
                 f"{_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} | "
-                f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |")
+                f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |"
+                + (f" {t['peak_cuda_memory_MB']:.0f} |" if gpu_memory else ""))
         lines += [f"\n{note}" for note in r.get("notes", [])]
+        lines += study_table(r, [st for st in studies if st["tier"] == r["tier"]])
         lines += ["", f"![training curves](img/benchmark_{r['tier']}_curves.png)", "",
                   f"![Dice per trainer](img/benchmark_{r['tier']}_dice.png)", ""]
         findings = RESULTS / f"{r['tier']}_findings.md"  # hand-written reading of this run, if any
         if findings.exists():
             lines += [findings.read_text().rstrip(), ""]
     for tier, cfg in TIERS.items():
-        if tier not in {r["tier"] for r in all_results}:
+        if tier not in {r["tier"] for r in tiers}:
             resolution = f"longest side {cfg['max_size']} px" if cfg["max_size"] else "full resolution"
             lines += [f"## {tier.upper()} tier", "",
                       f"Not run yet: `python benchmarks/biohit_benchmark.py --tier {tier}` ({cfg['device']}, "
                       f"{resolution}, {cfg['epochs']} epochs × {cfg['iterations']} iterations). "
-                      "No figure on this page comes from it.", ""]
+                      "No figure on this page comes from it."
+                      + (" On a GPU machine it runs as part of one prepared command, `benchmarks/device_run.sh` "
+                         "([gpu_runs.md](gpu_runs.md))." if cfg["device"] == "cuda" else ""), ""]
     lines += ["## Published results on BioHit", "",
               "Their split protocols are not published, so these are a rough bar, not a like-for-like comparison.", "",
               "| method | source | Dice | mIoU |", "|---|---|---|---|",
@@ -276,22 +365,57 @@ def markdown(all_results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _study_name(value: str) -> str:
+    if not value.replace("-", "").replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{value!r}: use letters, digits, - and _ only (it names files)")
+    return value
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tier", choices=TIERS, default="cpu")
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs")
-    p.add_argument("--trainers", nargs="+", choices=TRAINERS + SGD_VARIANTS,
+    p.add_argument("--trainers", nargs="+", choices=TRAINERS + SGD_VARIANTS + STUDY_TRAINERS,
                    help="default: the tier's list (CPU tier: the four trainers and the SGD variants)")
+    p.add_argument("--study", metavar="NAME", type=_study_name,
+                   help="run a study on the tier's data: own results folder and results file, not the tier's table")
+    p.add_argument("--epochs", type=int, help="epochs instead of the tier's")
+    p.add_argument("--iterations", type=int, help="training iterations per epoch instead of the tier's")
+    p.add_argument("--val-iterations", type=int, help="validation iterations per epoch instead of the tier's")
+    p.add_argument("--max-size", type=int, help="longest side for training instead of the tier's (needs a fresh --workdir)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="instead of the tier's (a dry run of the GPU tier: cpu)")
+    p.add_argument("--data", type=Path, default=BIOHIT,
+                   help="folder with biohit/ and biohit_split.json (default: ../shared/data beside the checkout)")
+    p.add_argument("--results-dir", type=Path, default=RESULTS,
+                   help="where the results JSON and plots go; docs/benchmarks.md is regenerated only for the default")
     p.add_argument("--docs-only", action="store_true", help="only regenerate docs/benchmarks.md from results")
     args = p.parse_args()
-    results_dir = RESULTS
+    overrides = {key: value for key, value in (("epochs", args.epochs), ("iterations", args.iterations),
+                                                ("val_iterations", args.val_iterations),
+                                                ("max_size", args.max_size), ("device", args.device))
+                 if value is not None}
+    results_dir = args.results_dir.resolve()
+    if overrides and not args.study and results_dir == RESULTS:
+        p.error(f"{', '.join(overrides)} change the settings the tier's published table states: use them with "
+                "--study NAME, or write elsewhere with --results-dir")
+    if args.study and not (args.trainers or overrides):
+        p.error("a study varies something: name --trainers and/or a setting such as --epochs")
     if not args.docs_only:
-        if not (BIOHIT / "biohit" / "images").is_dir():
-            raise SystemExit(f"BioHit data not found at {BIOHIT}")
-        results = benchmark(args.tier, args.workdir / args.tier, args.trainers or TIERS[args.tier]["trainers"])
-        results["plots"] = plots(results, REPO / "docs" / "img")
-        results_dir.mkdir(exist_ok=True)
-        (results_dir / f"{args.tier}.json").write_text(json.dumps(results, indent=1, default=float))
+        if not (args.data / "biohit" / "images").is_dir():
+            raise SystemExit(f"BioHit data not found at {args.data} (expected {args.data / 'biohit' / 'images'}); "
+                             "pass --data")
+        results = benchmark(args.tier, args.workdir / args.tier, args.trainers or TIERS[args.tier]["trainers"],
+                            args.study, overrides, args.data)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        if args.study:
+            name = f"{args.tier}_study_{args.study}.json"
+        else:
+            results["plots"] = plots(results, REPO / "docs" / "img" if results_dir == RESULTS else results_dir)
+            name = f"{args.tier}.json"
+        (results_dir / name).write_text(json.dumps(results, indent=1, default=float))
+        if results_dir != RESULTS:
+            print(f"wrote {results_dir / name}; copy it to {RESULTS} (plots to docs/img) and run --docs-only")
+            return 0
     all_results = [json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))]
     if not all_results:
         raise SystemExit(f"no results in {results_dir}: run a tier first")

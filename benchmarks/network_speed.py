@@ -6,8 +6,10 @@ nnU-Net's Dice+CE loss left out (network forward + backward of a mean-squared lo
 
 CPU: each network runs in its own subprocess; peak memory is that process's peak RSS growth over the
 import baseline. CUDA: bf16 autocast (``--dtype bf16``), ``torch.cuda.max_memory_allocated``.
+``--compile`` wraps each network in ``torch.compile`` (the first step, which compiles, is reported apart).
 
     python benchmarks/network_speed.py --patch 160 192 --batch 11 --device cpu --steps 3
+    python benchmarks/network_speed.py --patch 576 768 --batch 12 --device cuda --steps 20 --compile
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import time
 NETWORKS = ("PlainConvUNet", "ResUNet", "FabiansUNet", "TUNet")
 
 
-def measure(network: str, patch: list[int], batch: int, device: str, steps: int, dtype: str) -> dict:
+def measure(network: str, patch: list[int], batch: int, device: str, steps: int, dtype: str,
+            compile_network: bool = False) -> dict:
     import torch
 
     from nnunet_tongue.networks.from_plans import architecture_for
@@ -33,6 +36,8 @@ def measure(network: str, patch: list[int], batch: int, device: str, steps: int,
         arch = architecture_for(network, arch, patch)
     net = instantiate(arch, deep_supervision=True).to(device)
     params = sum(p.numel() for p in net.parameters())
+    if compile_network:
+        net = torch.compile(net)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, *patch, device=device)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -45,10 +50,12 @@ def measure(network: str, patch: list[int], batch: int, device: str, steps: int,
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up (allocations, cuDNN autotuning)
+    start = time.perf_counter()
+    step()  # warm-up (allocations, cuDNN autotuning, compilation)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    first_step = time.perf_counter() - start
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -62,7 +69,8 @@ def measure(network: str, patch: list[int], batch: int, device: str, steps: int,
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) / 1024 + 0.0
     times.sort()
     return {"network": network, "params_M": params / 1e6, "step_s": times[len(times) // 2], "peak_MB": peak_mb,
-            "device": device, "dtype": dtype, "patch": patch, "batch": batch}
+            "first_step_s": first_step, "device": device, "dtype": dtype, "compiled": compile_network,
+            "patch": patch, "batch": batch}
 
 
 def main() -> None:
@@ -73,26 +81,33 @@ def main() -> None:
     p.add_argument("--dtype", default=None, choices=("fp32", "bf16"), help="default: fp32 on CPU, bf16 on CUDA")
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up (median reported)")
     p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    p.add_argument("--compile", action="store_true", help="torch.compile each network (default inductor backend)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one network, print JSON
     args = p.parse_args()
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     if args.one:
-        print(json.dumps(measure(args.one, args.patch, args.batch, args.device, args.steps, dtype)))
+        print(json.dumps(measure(args.one, args.patch, args.batch, args.device, args.steps, dtype, args.compile)))
         return
     rows = []
     for network in args.networks:
         out = subprocess.run([sys.executable, __file__, "--one", network, "--patch", *map(str, args.patch),
                               "--batch", str(args.batch), "--device", args.device, "--dtype", dtype,
-                              "--steps", str(args.steps)], capture_output=True, text=True, check=True)
+                              "--steps", str(args.steps), *(["--compile"] if args.compile else [])],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"measuring {network} failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {network}", file=sys.stderr, flush=True)
     base = rows[0]["step_s"] if rows[0]["network"] == "PlainConvUNet" else None
-    print(f"| network | params (M) | step (s) | vs PlainConvUNet | peak RSS growth (MB) | device, dtype | patch, batch |")
-    print("|---|---|---|---|---|---|---|")
+    memory = "peak GPU memory (MB)" if args.device == "cuda" else "peak RSS growth (MB)"
+    digits = 3 if args.device == "cuda" else 2
+    print(f"| network | params (M) | step (s) | vs PlainConvUNet | first step (s) | {memory} | device, dtype | patch, batch |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         rel = f"{r['step_s'] / base:.2f}×" if base else "—"
-        print(f"| {r['network']} | {r['params_M']:.1f} | {r['step_s']:.2f} | {rel} | {r['peak_MB']:.0f} | "
-              f"{r['device']}, {r['dtype']} | {r['patch'][0]}×{r['patch'][1]}, {r['batch']} |")
+        how = f"{r['device']}, {r['dtype']}" + (", compiled" if r["compiled"] else "")
+        print(f"| {r['network']} | {r['params_M']:.1f} | {r['step_s']:.{digits}f} | {rel} | {r['first_step_s']:.1f} | "
+              f"{r['peak_MB']:.0f} | {how} | {r['patch'][0]}×{r['patch'][1]}, {r['batch']} |")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@
 - ``NNUNET_TONGUE_VAL_ITERATIONS``  (validation iterations per epoch)
 
 when they are set; unset ones keep the trainer's default. Everything else is the parent trainer,
-so a budget run compares architectures and optimisers on equal terms.
+so a budget run compares architectures and optimisers on equal terms. On CUDA they also record the
+training's peak GPU memory (``torch.cuda.max_memory_allocated``) in ``fold_N/cuda_memory.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -57,6 +59,13 @@ class BudgetMixin:
             value = _positive_int(variable)
             if value is not None:
                 setattr(self, attribute, value)
+
+    def on_train_end(self):
+        super().on_train_end()
+        if self.device.type == "cuda" and self.local_rank == 0:
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+            with open(os.path.join(self.output_folder, "cuda_memory.json"), "w") as f:
+                json.dump({"peak_cuda_memory_MB": round(peak, 1)}, f)
 
 
 class nnUNetTrainer_Budget(BudgetMixin, nnUNetTrainer):
