@@ -53,7 +53,7 @@ TIERS = {
     # sized to finish, with the CUDA checks, inside one 10-minute command on an offline GPU machine
     # (docs/gpu_runs.md): the four trainings share the GPU, torch.compile off (its start-up would eat the
     # budget; benchmarks/network_speed.py --compile checks it), every other setting nnU-Net's own
-    "gpu": {"max_size": None, "epochs": 8, "iterations": 40, "val_iterations": 4, "device": "cuda",
+    "gpu": {"max_size": None, "epochs": 6, "iterations": 40, "val_iterations": 4, "device": "cuda",
             "trainers": TRAINERS, "parallel": 4, "env": {"nnUNet_compile": "f", "nnUNet_def_n_proc": "4"}},
 }
 BIN = Path(sys.executable).parent
@@ -204,8 +204,15 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
             running.append((trainer, train_log, *start(["nnUNetv2_train", "501", "2d", "0", "-tr", f"{trainer}_Budget",
                                                         "-device", cfg["device"]], train_env, train_log)))
         for trainer, train_log, proc, started in running:
-            timings[trainer].write_text(json.dumps(finish(proc, started, train_log)))
+            try:
+                timings[trainer].write_text(json.dumps(finish(proc, started, train_log)))
+            except SystemExit as failure:  # the others go on; the page shows this one as failed
+                print(failure, flush=True)
+                results["trainers"][trainer] = {"failed": str(failure),
+                                                "log_tail": train_log.read_text().splitlines()[-30:]}
     for trainer in trainers:
+        if trainer in results["trainers"]:
+            continue
         model = models[trainer]
         train_s, train_rss, cores = json.loads(timings[trainer].read_text())
         cuda_memory = model / "fold_0" / "cuda_memory.json"  # written by the _Budget trainers on CUDA
@@ -234,7 +241,8 @@ def plots(results: dict, img_dir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tier, trainers = results["tier"], results["trainers"]
+    tier = results["tier"]
+    trainers = {name: t for name, t in results["trainers"].items() if "failed" not in t}
     img_dir.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), dpi=80)
     for name, r in trainers.items():
@@ -286,7 +294,8 @@ def study_table(tier: dict, studies: list[dict]) -> list[str]:
     if reference:
         lines.append(row("(tier, above)", "nnUNetTrainerTUNet", reference, tier["budget"]))
     for st in sorted(studies, key=lambda st: st["study"]):
-        lines += [row(f"`{st['study']}`", name, t, st["budget"]) for name, t in st["trainers"].items()]
+        lines += [row(f"`{st['study']}`", name, t, st["budget"]) for name, t in st["trainers"].items()
+                  if "failed" not in t]
     return lines
 
 
@@ -321,10 +330,10 @@ def markdown(all_results: list[dict]) -> str:
             lines.append("- environment for the trainings: " + ", ".join(f"`{k}={v}`" for k, v in b["env"].items()))
         busy = [f"{n.replace('nnUNetTrainer', '') or 'default'} {t['train_cpu_cores_busy']:.2f}"
                 for n, t in r["trainers"].items() if "train_cpu_cores_busy" in t]
-        if busy and r["device"] == "cpu":
+        if busy and r["device"] == "cpu" and b.get("parallel", 1) == 1:
             lines.append("- CPU cores each training kept busy, (user + system time) / wall time, 2.00 = the whole "
                          "machine (trainings run one after another): " + ", ".join(busy))
-        gpu_memory = any("peak_cuda_memory_MB" in t for t in r["trainers"].values())
+        gpu_memory = int(any("peak_cuda_memory_MB" in t for t in r["trainers"].values()))
         lines += ["",
                   "Each metric: mean ± sd over the 60 photos, and in brackets the worst case (lowest Dice/IoU, "
                   "highest HD95/ASSD).", "",
@@ -332,6 +341,9 @@ def markdown(all_results: list[dict]) -> str:
                   "peak RSS train / segment (MB) |" + (" peak GPU memory, training (MB) |" if gpu_memory else ""),
                   "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu_memory else "")]
         for name, t in r["trainers"].items():
+            if "failed" in t:  # its log's last lines are in the results JSON
+                lines.append(f"| {name} | training failed: {t['failed']} |" + " — |" * (8 + gpu_memory))
+                continue
             m = t["metrics"]
             epoch = sorted(t["epoch_s"])[len(t["epoch_s"]) // 2]
             params = f"{t['params_M']:.1f}" if "params_M" in t else "—"
@@ -339,7 +351,7 @@ def markdown(all_results: list[dict]) -> str:
                 f"| {name} | {t.get('optimiser', '—')} | {params} | {_metric(m['dice'], 100, 'min')} | {_metric(m['iou'], 100, 'min')} | "
                 f"{_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} | "
                 f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |"
-                + (f" {t['peak_cuda_memory_MB']:.0f} |" if gpu_memory else ""))
+                + (f" {t.get('peak_cuda_memory_MB', float('nan')):.0f} |" if gpu_memory else ""))
         lines += [f"\n{note}" for note in r.get("notes", [])]
         lines += study_table(r, [st for st in studies if st["tier"] == r["tier"]])
         lines += ["", f"![training curves](img/benchmark_{r['tier']}_curves.png)", "",
