@@ -67,6 +67,10 @@ _RUSAGE = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:])
            "print('MAXRSS_KB', r.ru_maxrss, 'CPU_S', r.ru_utime, r.ru_stime, flush=True); sys.exit(rc)")
 
 
+class CommandFailed(SystemExit):
+    """A benchmark step's command exited non-zero (stops the script unless caught)."""
+
+
 def start(cmd: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, float]:
     """Start a console script of this environment, its output appended to ``log``."""
     print(f"$ {shlex.join(cmd)}", flush=True)
@@ -87,7 +91,7 @@ def finish(proc: subprocess.Popen, started: float, log: Path) -> tuple[float, in
     proc.wait()
     wall = time.time() - started
     if proc.returncode != 0:
-        raise SystemExit(f"{proc.args[3]} failed ({proc.returncode}); see {log}")
+        raise CommandFailed(f"{proc.args[3]} failed ({proc.returncode}); see {log}")
     stats = [line.split() for line in log.read_text().splitlines() if line.startswith("MAXRSS_KB")][-1]
     return wall, int(stats[1]) // 1024, (float(stats[3]) + float(stats[4])) / wall
 
@@ -206,7 +210,7 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
         for trainer, train_log, proc, started in running:
             try:
                 timings[trainer].write_text(json.dumps(finish(proc, started, train_log)))
-            except SystemExit as failure:  # the others go on; the page shows this one as failed
+            except CommandFailed as failure:  # the others go on; the page shows this one as failed
                 print(failure, flush=True)
                 results["trainers"][trainer] = {"failed": str(failure),
                                                 "log_tail": train_log.read_text().splitlines()[-30:]}
@@ -428,9 +432,9 @@ def main() -> int:
         if results_dir != RESULTS:
             print(f"wrote {results_dir / name}; copy it to {RESULTS} (plots to docs/img) and run --docs-only")
             return 0
-    all_results = [json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))]
+    all_results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
     if not all_results:
-        raise SystemExit(f"no results in {results_dir}: run a tier first")
+        raise SystemExit(f"no results in {RESULTS}: run a tier first")
     network_speed = RESULTS / "network_speed.md"
     text = markdown(all_results)
     if network_speed.exists():

@@ -85,10 +85,11 @@ import sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
+from nnunet_tongue.evaluation.metrics import binary_metrics
 gpu, cpu = map(Path, sys.argv[1:])
 for mask in sorted(cpu.glob("*.png")):
-    a, b = np.asarray(Image.open(gpu / mask.name)) > 0, np.asarray(Image.open(mask)) > 0
-    print(f"{mask.name}: Dice(GPU mask, CPU mask) = {2 * (a & b).sum() / (a.sum() + b.sum()):.5f}")
+    dice = binary_metrics(np.asarray(Image.open(mask)), np.asarray(Image.open(gpu / mask.name)))["dice"]
+    print(f"{mask.name}: Dice(GPU mask, CPU mask) = {dice:.5f}")
 EOF
 fi
 

@@ -9,7 +9,7 @@ import baseline. CUDA: bf16 autocast (``--dtype bf16``), ``torch.cuda.max_memory
 ``--compile`` wraps each network in ``torch.compile`` (the first step, which compiles, is reported apart).
 
     python benchmarks/network_speed.py --patch 160 192 --batch 11 --device cpu --steps 3
-    python benchmarks/network_speed.py --patch 576 768 --batch 12 --device cuda --steps 20 --compile
+    python benchmarks/network_speed.py --patch 640 768 --batch 7 --device cuda --steps 10 --compile
 """
 
 from __future__ import annotations

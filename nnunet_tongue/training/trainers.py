@@ -70,14 +70,14 @@ class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
 class nnUNetTrainerTUNet(AdamWWarmupTrainer):
     """Transformer-UNet on 16×16 patches; deep-supervision scales follow its own decoder."""
 
-    token_size = TUNET_PATCH_SIZE  # must match what build_network_architecture builds
+    token_size = TUNET_PATCH_SIZE  # build_network_architecture (static) names its own class's value
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision)
+                             enable_deep_supervision, token_size=nnUNetTrainerTUNet.token_size)
 
     def _get_deep_supervision_scales(self):
         """One scale per decoder output: the T-Unet's own strides, not those of the plans' PlainConvUNet."""
