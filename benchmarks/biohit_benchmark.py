@@ -153,10 +153,27 @@ def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
 
+def prepare(workdir: Path, max_size: int | None, data: Path, env: dict, log: Path) -> Path:
+    """Convert BioHit (at ``max_size`` for training, and at full resolution for scoring) and run the stock
+    plan and preprocess, unless ``workdir`` already holds them; return the raw dataset folder."""
+    dataset = workdir / "raw" / "Dataset501_Tongue"
+    if not dataset.exists():
+        resize = ["--max-size", str(max_size)] if max_size else []
+        run(["nnunet-tongue", "convert", str(data / "biohit"), "-o", str(workdir / "raw"), "--split-json",
+             str(data / "biohit_split.json"), "--no-progress", *resize], env, log)
+        run(["nnunet-tongue", "convert", str(data / "biohit"), "-o", str(workdir / "fullres"), "--split-json",
+             str(data / "biohit_split.json"), "--no-progress"], env, log)
+        processes = str(min(8, os.cpu_count() or 1))
+        run(["nnUNetv2_plan_and_preprocess", "-d", "501", "-c", "2d", "-npfp", processes, "-np", processes,
+             "--verify_dataset_integrity", "--no_pbar"], env, log)
+    return dataset
+
+
 def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None = None,
-              overrides: dict | None = None, data: Path = BIOHIT) -> dict:
+              overrides: dict | None = None, data: Path = BIOHIT, prepare_only: bool = False) -> dict:
     """Run the tier (or one of its studies: own results folder, some settings overridden) on the BioHit copy
-    in ``data`` (``biohit/`` and ``biohit_split.json``)."""
+    in ``data`` (``biohit/`` and ``biohit_split.json``); with ``prepare_only``, stop once the data is
+    converted and preprocessed."""
     cfg = dict(TIERS[tier], trainers=trainers, **(overrides or {}))
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "benchmark.log"
@@ -167,16 +184,9 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
                NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]))
     split = json.loads((data / "biohit_split.json").read_text())
-    dataset = workdir / "raw" / "Dataset501_Tongue"
-    if not dataset.exists():
-        resize = ["--max-size", str(cfg["max_size"])] if cfg["max_size"] else []
-        run(["nnunet-tongue", "convert", str(data / "biohit"), "-o", str(workdir / "raw"), "--split-json",
-             str(data / "biohit_split.json"), "--no-progress", *resize], env, log)
-        run(["nnunet-tongue", "convert", str(data / "biohit"), "-o", str(workdir / "fullres"), "--split-json",
-             str(data / "biohit_split.json"), "--no-progress"], env, log)
-        processes = str(min(8, os.cpu_count() or 1))
-        run(["nnUNetv2_plan_and_preprocess", "-d", "501", "-c", "2d", "-npfp", processes, "-np", processes,
-             "--verify_dataset_integrity", "--no_pbar"], env, log)
+    dataset = prepare(workdir, cfg["max_size"], data, env, log)
+    if prepare_only:
+        return {}
     gt = workdir / "fullres" / "Dataset501_Tongue" / "labelsTs"
     photos = workdir / "test_photos"
     photos.mkdir(exist_ok=True)
@@ -214,6 +224,7 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                 print(failure, flush=True)
                 results["trainers"][trainer] = {"failed": str(failure),
                                                 "log_tail": train_log.read_text().splitlines()[-30:]}
+    evaluations = {}
     for trainer in trainers:
         if trainer in results["trainers"]:
             continue
@@ -225,17 +236,22 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                               "-f", "0", "-device", cfg["device"], "--no-mirroring", "--overwrite", "--no-progress"],
                              env, log)
         report = workdir / f"evaluation_{prefix}{trainer}"
-        run(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(gt), "-o", str(report), "--images",
-             str(photos), "--overwrite"], env, log)
-        summary = json.loads((report / "summary.json").read_text())
+        # scored while the next model segments (CPU beside GPU work; only the segment step is timed)
+        evaluations[trainer] = (report, start(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(gt),
+                                               "-o", str(report), "--images", str(photos), "--overwrite"], env,
+                                              workdir / f"{report.name}.log"))
         results["trainers"][trainer] = {
             **training_summary(model), "optimiser": optimiser_of(trainer), "train_wall_s": train_s,
             "train_peak_rss_MB": train_rss, "train_cpu_cores_busy": cores, "trained_in_parallel": parallel,
             **(json.loads(cuda_memory.read_text()) if cuda_memory.exists() else {}),
             "segment_wall_s": seg_s, "segment_s_per_photo": seg_s / len(split["test"]),
-            "segment_peak_rss_MB": seg_rss, "metrics": summary["metrics"],
+            "segment_peak_rss_MB": seg_rss,
         }
-        print(json.dumps({trainer: summary["metrics"]["dice"]}), flush=True)
+    for trainer, (report, (proc, started)) in evaluations.items():
+        finish(proc, started, report.parent / f"{report.name}.log")
+        metrics = json.loads((report / "summary.json").read_text())["metrics"]
+        results["trainers"][trainer]["metrics"] = metrics
+        print(json.dumps({trainer: metrics["dice"]}), flush=True)
     return results
 
 
@@ -405,6 +421,8 @@ def main() -> int:
     p.add_argument("--results-dir", type=Path, default=RESULTS,
                    help="where the results JSON and plots go; docs/benchmarks.md is regenerated only for the default")
     p.add_argument("--docs-only", action="store_true", help="only regenerate docs/benchmarks.md from results")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="only convert and preprocess the tier's data into --workdir (e.g. while the GPU does other work)")
     args = p.parse_args()
     overrides = {key: value for key, value in (("epochs", args.epochs), ("iterations", args.iterations),
                                                 ("val_iterations", args.val_iterations),
@@ -421,7 +439,10 @@ def main() -> int:
             raise SystemExit(f"BioHit data not found at {args.data} (expected {args.data / 'biohit' / 'images'}); "
                              "pass --data")
         results = benchmark(args.tier, args.workdir / args.tier, args.trainers or TIERS[args.tier]["trainers"],
-                            args.study, overrides, args.data)
+                            args.study, overrides, args.data, args.prepare_only)
+        if args.prepare_only:
+            print(f"prepared {args.workdir / args.tier}")
+            return 0
         results_dir.mkdir(parents=True, exist_ok=True)
         if args.study:
             name = f"{args.tier}_study_{args.study}.json"

@@ -5,19 +5,21 @@
 #   bash benchmarks/device_run.sh                 # there, with .device carried; everything lands in $OUT
 #
 # 1. installs the bundle into /tmp (the machine's own PyTorch stays) and checks the stock trainer lookup;
-# 2. network training step, bf16, at the GPU tier's planned patch and batch (benchmarks/network_speed.py);
-# 3. the GPU tier: convert, stock plan/preprocess, the four trainers trained side by side on the GPU,
-#    segment the 60 held-out photos on the GPU, evaluate (benchmarks/biohit_benchmark.py --tier gpu);
-# 4. the CUDA-trained T-Unet segments photos with -device cpu, compared with its GPU masks;
-# 5. torch.compile'd step of PlainConvUNet and T-Unet, if time is left.
+#    from here on the GPU tier's data is converted and preprocessed in the background (CPU only);
+# 2. speed: network training step, bf16, at the GPU tier's planned patch and batch (network_speed.py);
+# 3. compile: the same step torch.compile'd, PlainConvUNet and T-Unet (nnU-Net compiles on CUDA by default);
+# 4. tier: the four trainers trained side by side on the GPU, with as many epochs as fit before END_S
+#    (sized from step 2's times), segment the 60 held-out photos on the GPU, evaluate
+#    (benchmarks/biohit_benchmark.py --tier gpu);
+# 5. cpu: the CUDA-trained T-Unet segments photos with -device cpu, compared with its GPU masks.
 # Each step writes to $OUT as soon as it ends, so a run cut short still returns what it finished; a step
 # that fails is reported and the next one runs.
 #
-# Settings (environment): STEPS (which of "speed tier cpu compile" to run, default all; e.g. STEPS=compile
-# for a second, short call), OUT (default ./device_out), BUNDLE (.device), DEVICE (cuda), SPEED_PATCH ("640 768",
-# the patch nnU-Net plans for BioHit at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), TIER_ARGS (extra
-# arguments for biohit_benchmark.py), TIER_TIMEOUT_S (the GPU tier is stopped after it, 450), DEADLINE_S
-# (seconds after the start past which the optional compile check is skipped, 420).
+# Settings (environment): STEPS (which of "speed compile tier cpu" to run, default all), OUT (default
+# ./device_out), BUNDLE (.device), DEVICE (cuda), SPEED_PATCH ("640 768", the patch nnU-Net plans for BioHit
+# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), COMPILE_TIMEOUT_S (150), END_S (seconds after the
+# start by which everything should be done, 560: give the command a limit of 600), BUDGET_ARGS (the tier's
+# schedule by hand, e.g. "--epochs 6 --iterations 40"), TIER_ARGS (further arguments for biohit_benchmark.py).
 # A dry run on a CPU machine: DEVICE=cpu SPEED_PATCH="64 96" SPEED_BATCH=2 SPEED_STEPS=1 \
 #   TIER_ARGS="--device cpu --max-size 96 --epochs 1 --iterations 2 --val-iterations 1" bash benchmarks/device_run.sh
 set -euo pipefail
@@ -29,10 +31,12 @@ DEVICE=${DEVICE:-cuda}
 SPEED_PATCH=${SPEED_PATCH:-640 768}
 SPEED_BATCH=${SPEED_BATCH:-7}
 SPEED_STEPS=${SPEED_STEPS:-10}
-DEADLINE_S=${DEADLINE_S:-420}
-TIER_TIMEOUT_S=${TIER_TIMEOUT_S:-450}
+END_S=${END_S:-560}
+COMPILE_TIMEOUT_S=${COMPILE_TIMEOUT_S:-150}
 SITE=${SITE:-/tmp/nnunet_tongue_site}
-STEPS=" ${STEPS:-speed tier cpu compile} "
+SPEED_JSON=/tmp/network_speed_$DEVICE.json  # $OUT brings back 8 files at most: the .md holds the same
+rm -f "$SPEED_JSON"
+STEPS=" ${STEPS:-speed compile tier cpu} "
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/device_run.log") 2>&1
 export PYTHONUNBUFFERED=1
@@ -54,25 +58,58 @@ print("torch", torch.__version__, "timm", timm.__version__, "cuda", torch.cuda.i
 print("stock lookup:", find("nnUNetTrainerTUNet").__module__)
 EOF
 
+WORK=/tmp/nnunet_tongue_runs
+TIER=(python3 benchmarks/biohit_benchmark.py --tier gpu --data "$BUNDLE/data" --workdir "$WORK" --results-dir "$OUT")
+if want tier; then  # CPU work: converts and preprocesses while the GPU is timed
+  stamp "preparing the GPU tier's data in the background"
+  "${TIER[@]}" ${TIER_ARGS:-} --prepare-only >/tmp/prepare.log 2>&1 &
+  PREPARE=$!
+fi
+
 if want speed; then
   stamp "network training step, $DEVICE, patch $SPEED_PATCH, batch $SPEED_BATCH"
   python3 benchmarks/network_speed.py --device "$DEVICE" --patch $SPEED_PATCH --batch "$SPEED_BATCH" \
-    --steps "$SPEED_STEPS" | tee "$OUT/network_speed_$DEVICE.md" || stamp "network step FAILED"
+    --steps "$SPEED_STEPS" --json "$SPEED_JSON" | tee "$OUT/network_speed_$DEVICE.md" \
+    || stamp "network step FAILED"
+fi
+
+if want compile; then  # nnU-Net compiles the network by default on CUDA: the T-Unet must compile and train
+  stamp "torch.compile'd step (stopped after ${COMPILE_TIMEOUT_S}s)"
+  timeout "$COMPILE_TIMEOUT_S" python3 benchmarks/network_speed.py --device "$DEVICE" --patch $SPEED_PATCH \
+    --batch "$SPEED_BATCH" --steps "$SPEED_STEPS" --compile --networks PlainConvUNet TUNet \
+    | tee "$OUT/network_speed_${DEVICE}_compiled.md" || stamp "compiled step FAILED or ran out of time"
 fi
 
 if want tier; then
-  stamp "GPU tier (stopped after TIER_TIMEOUT_S=$TIER_TIMEOUT_S s)"
-  if timeout "$TIER_TIMEOUT_S" python3 benchmarks/biohit_benchmark.py --tier gpu --data "$BUNDLE/data" \
-    --workdir /tmp/nnunet_tongue_runs --results-dir "$OUT" ${TIER_ARGS:-}; then
+  wait "$PREPARE" && stamp "data prepared" || { stamp "preparing the data FAILED:"; tail -n 30 /tmp/prepare.log; }
+  # The schedule: as many epochs as fit before END_S, sized from the eager step times just measured. The
+  # four trainings share the GPU, so one iteration of all four costs about the sum of the four steps, times
+  # OVERHEAD for nnU-Net's loss, logging and data hand-over; AFTER covers the final validation, segmenting
+  # and scoring, STARTUP the trainings' start, CPU the CPU-inference step. Without step times (STEPS has no
+  # speed) the tier's own schedule runs; BUDGET_ARGS="--epochs E --iterations I" sets one by hand.
+  if [[ -z "${BUDGET_ARGS:-}" && -f "$SPEED_JSON" ]]; then
+    BUDGET_ARGS=$(python3 - "$SPEED_JSON" "$((END_S - SECONDS))" <<'EOF'
+import json, sys
+iterations, val_iterations, overhead, after, startup, cpu = 50, 5, 1.5, 150, 40, 45
+step = overhead * sum(r["step_s"] for r in json.load(open(sys.argv[1])))
+epoch = (iterations + 0.4 * val_iterations) * step + 2
+epochs = max(2, min(250, int((float(sys.argv[2]) - after - startup - cpu) / epoch)))
+print(f"--epochs {epochs} --iterations {iterations} --val-iterations {val_iterations}")
+EOF
+)
+  fi
+  LIMIT=$((END_S - SECONDS - 45 > 60 ? END_S - SECONDS - 45 : 60))
+  stamp "GPU tier, ${BUDGET_ARGS:-its default schedule} (stopped after ${LIMIT}s)"
+  if timeout "$LIMIT" "${TIER[@]}" ${BUDGET_ARGS:-} ${TIER_ARGS:-}; then
     stamp "GPU tier done"
   else
     stamp "GPU tier FAILED or ran out of time: its training logs (epoch times) are in train_logs_tail.txt"
   fi
-  for log in /tmp/nnunet_tongue_runs/gpu/train_*.log; do echo "== $log"; tail -n 40 "$log"; done \
+  for log in "$WORK"/gpu/train_*.log; do echo "== $log"; tail -n 40 "$log"; done \
     >"$OUT/train_logs_tail.txt" 2>&1 || true
 fi
 
-RUNS=/tmp/nnunet_tongue_runs/gpu
+RUNS=$WORK/gpu
 if want cpu && [[ -d "$RUNS/segmented_nnUNetTrainerTUNet/masks" ]]; then
   stamp "the $DEVICE-trained T-Unet segments on CPU"
   MODEL=$RUNS/results/Dataset501_Tongue/nnUNetTrainerTUNet_Budget__nnUNetPlans__2d
@@ -93,13 +130,5 @@ for mask in sorted(cpu.glob("*.png")):
 EOF
 fi
 
-if want compile && ((SECONDS < DEADLINE_S)); then
-  stamp "torch.compile'd step"
-  python3 benchmarks/network_speed.py --device "$DEVICE" --patch $SPEED_PATCH --batch "$SPEED_BATCH" \
-    --steps "$SPEED_STEPS" --compile --networks PlainConvUNet TUNet | tee "$OUT/network_speed_${DEVICE}_compiled.md" \
-    || stamp "compiled step FAILED"
-elif want compile; then
-  stamp "skipped the torch.compile check: past DEADLINE_S=$DEADLINE_S (run it alone: STEPS=compile)"
-fi
 stamp "done; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 sleep 1  # let tee write the log's last lines

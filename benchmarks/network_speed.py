@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 NETWORKS = ("PlainConvUNet", "ResUNet", "FabiansUNet", "TUNet")
 
@@ -82,6 +83,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up (median reported)")
     p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     p.add_argument("--compile", action="store_true", help="torch.compile each network (default inductor backend)")
+    p.add_argument("--json", type=Path, help="also write the measurements to this JSON file")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one network, print JSON
     args = p.parse_args()
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
@@ -98,6 +100,8 @@ def main() -> None:
             raise SystemExit(f"measuring {network} failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {network}", file=sys.stderr, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
     base = rows[0]["step_s"] if rows[0]["network"] == "PlainConvUNet" else None
     memory = "peak GPU memory (MB)" if args.device == "cuda" else "peak RSS growth (MB)"
     digits = 3 if args.device == "cuda" else 2
