@@ -78,6 +78,31 @@ def test_token8_trainer_builds_an_8_pixel_token_grid_whose_outputs_match_its_sup
     assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
 
 
+def test_lean_trainer_builds_one_conv_per_decoder_stage_and_projects_before_upsampling():
+    from nnunet_tongue.training.trainers import nnUNetTrainerTUNet, nnUNetTrainerTUNetLean
+
+    patch = (64, 96)
+
+    class Fake:
+        enable_deep_supervision = True
+        token_size = nnUNetTrainerTUNetLean.token_size
+
+        class configuration_manager:
+            patch_size = list(patch)
+            configuration = {"architecture": default_plans_architecture(patch)}
+
+    lean = nnUNetTrainerTUNetLean.build_network_architecture(None, Fake.configuration_manager, 3, 2, True)
+    full = nnUNetTrainerTUNet.build_network_architecture(None, Fake.configuration_manager, 3, 2, True)
+    assert [len(stage.convs) for stage in lean.decoder.stages] == [1] * len(lean.decoder.stages)
+    # each stage's first convolution sees the projected map (skip width) beside the skip: 2x, not 3x
+    assert [stage.convs[0].conv.in_channels for stage in lean.decoder.stages] == \
+        [2 * c for c in reversed(lean.decoder.skip_channels)]
+    outputs = lean(torch.randn(1, 3, *patch))
+    scales = nnUNetTrainerTUNetLean._get_deep_supervision_scales(Fake())
+    assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
+    assert lean.compute_conv_feature_map_size(patch) < full.compute_conv_feature_map_size(patch)
+
+
 def test_tunet_gradients_reach_transformer_and_cnn_encoder():
     net = tunet(deep_supervision=False)
     net(torch.randn(1, 3, 64, 96)).square().mean().backward()

@@ -37,12 +37,13 @@ def tunet_stage_count(strides: Sequence, max_patch: int = TUNET_PATCH_SIZE) -> i
 
 
 def architecture_for(network: str, architecture: dict, patch_size: Sequence[int],
-                     token_size: int = TUNET_PATCH_SIZE) -> dict:
+                     token_size: int = TUNET_PATCH_SIZE, lean_decoder: bool = False) -> dict:
     """Plans ``architecture`` dict (``network_class_name``, ``arch_kwargs``, ``_kw_requires_import``) for ``network``.
 
     ``token_size`` (T-Unet only): the largest patch edge the transformer's tokens may have; the token grid
     sits at the deepest plans stage whose cumulative stride stays within it, and that stage's width is
-    the embedding dimension.
+    the embedding dimension. ``lean_decoder`` (T-Unet only): one convolution per decoder stage instead of
+    two, and the deeper map projected to the skip's width before upsampling.
     """
     class_name = NETWORKS[network]
     if architecture["network_class_name"] == class_name:
@@ -63,19 +64,21 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
         token = np.prod(np.array([np.atleast_1d(s) for s in kwargs["strides"]]), axis=0)
         token = np.broadcast_to(token, (len(patch_size),))
         kwargs.update(n_stages=n, n_blocks_per_stage=[1] * (n - 1) + [TUNET_DEPTH],
-                      n_conv_per_stage_decoder=[2] * (n - 1),
+                      n_conv_per_stage_decoder=[1 if lean_decoder else 2] * (n - 1),
                       pos_embed_grid=[int(p // t) for p, t in zip(patch_size, token)])
+        if lean_decoder:
+            kwargs["project_before_upsampling"] = True
     return {"network_class_name": class_name, "arch_kwargs": kwargs,
             "_kw_requires_import": list(architecture["_kw_requires_import"])}
 
 
 def build_network(network: str, configuration_manager, num_input_channels: int, num_output_channels: int,
-                  deep_supervision: bool, token_size: int = TUNET_PATCH_SIZE):
+                  deep_supervision: bool, token_size: int = TUNET_PATCH_SIZE, lean_decoder: bool = False):
     """Build ``network`` for an nnU-Net ``ConfigurationManager`` (default plans or plug-in plans)."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     arch = architecture_for(network, configuration_manager.configuration["architecture"],
-                            configuration_manager.patch_size, token_size)
+                            configuration_manager.patch_size, token_size, lean_decoder)
     return get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                   num_input_channels, num_output_channels, allow_init=True,
                                   deep_supervision=deep_supervision)

@@ -98,19 +98,26 @@ class TUNetDecoder(nn.Module):
 
     Each stage: bilinear upsampling to the skip's size → concat skip → convs. One
     segmentation head per stage; with ``deep_supervision`` all are returned, highest resolution first.
+    With ``project_before_upsampling`` a 1×1 convolution first maps the deeper map to the skip's width at
+    its own (4× smaller) size, so the upsampling, the concatenation and the stage's first convolution
+    handle 2× instead of 3× the skip's channels (a 1×1 convolution commutes with bilinear resampling).
     """
 
     def __init__(self, encoder: ResidualEncoder, input_channels: int, num_classes: int,
-                 n_conv_per_stage: int | Sequence[int], deep_supervision: bool):
+                 n_conv_per_stage: int | Sequence[int], deep_supervision: bool,
+                 project_before_upsampling: bool = False):
         super().__init__()
         self.deep_supervision = deep_supervision
         self.skip_channels = list(encoder.output_channels)
         n = len(self.skip_channels)
         n_conv = _per_stage(n_conv_per_stage, n)
         self.mode = "bilinear"
-        stages, seg_layers = [], []
+        stages, seg_layers, projections = [], [], []
         below = input_channels
         for s in reversed(range(n)):  # deepest skip first
+            if project_before_upsampling:
+                projections.append(encoder.conv_op(below, self.skip_channels[s], 1, 1, 0, bias=True))
+                below = self.skip_channels[s]
             stages.append(StackedConvBlocks(
                 n_conv[s], encoder.conv_op, below + self.skip_channels[s], self.skip_channels[s],
                 encoder.kernel_sizes[s], 1, encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs,
@@ -119,10 +126,13 @@ class TUNetDecoder(nn.Module):
             below = self.skip_channels[s]
         self.stages = nn.ModuleList(stages)
         self.seg_layers = nn.ModuleList(seg_layers)
+        self.projections = nn.ModuleList(projections)  # empty unless project_before_upsampling
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         outputs = []
         for i, (stage, skip) in enumerate(zip(self.stages, reversed(skips))):
+            if self.projections:
+                x = self.projections[i](x)
             x = F.interpolate(x, size=skip.shape[2:], mode=self.mode, align_corners=False)
             x = stage(torch.cat((x.to(skip.dtype), skip), 1))
             if self.deep_supervision or i == len(self.stages) - 1:
@@ -136,6 +146,9 @@ class TUNetDecoder(nn.Module):
         total, below = 0, input_channels
         for i, s in enumerate(reversed(range(len(skip_sizes)))):
             pixels = int(np.prod(skip_sizes[s]))
+            if self.projections:  # the projected map, at the deeper stage's size
+                below = self.skip_channels[s]
+                total += pixels // 4 * below
             total += pixels * below
             total += int(self.stages[i].compute_conv_feature_map_size(skip_sizes[s]))
             if self.deep_supervision or i == len(self.stages) - 1:
@@ -170,6 +183,7 @@ class TransformerUNet(nn.Module):
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        project_before_upsampling: bool = False,
     ):
         super().__init__()
         if n_stages < 2:
@@ -191,7 +205,7 @@ class TransformerUNet(nn.Module):
         self.transformer = PatchTransformer(input_channels, patch_size, features[-1], blocks[-1], num_heads,
                                             mlp_ratio, pos_embed_grid, drop_path_rate)
         self.decoder = TUNetDecoder(self.encoder, features[-1], num_classes, n_conv_per_stage_decoder,
-                                    deep_supervision)
+                                    deep_supervision, project_before_upsampling)
 
     @property
     def patch_size(self) -> tuple[int, ...]:

@@ -9,6 +9,7 @@ from nnunet_tongue.training.budget import (  # noqa: F401
     nnUNetTrainerResUNet_Budget,
     nnUNetTrainerResUNetSGD_Budget,
     nnUNetTrainerTUNet_Budget,
+    nnUNetTrainerTUNetLean_Budget,
     nnUNetTrainerTUNetToken8_Budget,
 )
 from nnunet_tongue.training.trainers import (  # noqa: F401
@@ -17,5 +18,6 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerResUNet,
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
+    nnUNetTrainerTUNetLean,
     nnUNetTrainerTUNetToken8,
 )

@@ -26,6 +26,7 @@ from nnunet_tongue.training.trainers import (
     nnUNetTrainerResUNet,
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
+    nnUNetTrainerTUNetLean,
     nnUNetTrainerTUNetToken8,
 )
 
@@ -86,6 +87,10 @@ class nnUNetTrainerTUNet_Budget(BudgetMixin, nnUNetTrainerTUNet):
 
 class nnUNetTrainerTUNetToken8_Budget(BudgetMixin, nnUNetTrainerTUNetToken8):
     """:class:`nnUNetTrainerTUNetToken8` with an environment-set budget."""
+
+
+class nnUNetTrainerTUNetLean_Budget(BudgetMixin, nnUNetTrainerTUNetLean):
+    """:class:`nnUNetTrainerTUNetLean` with an environment-set budget."""
 
 
 class nnUNetTrainerResUNetSGD_Budget(BudgetMixin, nnUNetTrainerResUNetSGD):

@@ -3,7 +3,8 @@
 
 - :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder.
 - :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder.
-- :class:`nnUNetTrainerTUNet`: Transformer-UNet (16×16 tokens); :class:`nnUNetTrainerTUNetToken8`: on 8×8 tokens.
+- :class:`nnUNetTrainerTUNet`: Transformer-UNet (16×16 tokens); :class:`nnUNetTrainerTUNetToken8`: on 8×8 tokens;
+  :class:`nnUNetTrainerTUNetLean`: with a lean decoder.
 
 All three train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
 updates skipped). :class:`nnUNetTrainerResUNetSGD` and :class:`nnUNetTrainerFabiansUNetSGD` keep
@@ -101,6 +102,18 @@ class nnUNetTrainerTUNetToken8(nnUNetTrainerTUNet):
                                    enable_deep_supervision: bool = True) -> nn.Module:
         return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
                              enable_deep_supervision, token_size=nnUNetTrainerTUNetToken8.token_size)
+
+
+class nnUNetTrainerTUNetLean(nnUNetTrainerTUNet):
+    """T-Unet with a lean decoder: one convolution per stage, the deeper map projected (1×1) to the skip's
+    width before upsampling (fewer operations per step than :class:`nnUNetTrainerTUNet`)."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision, token_size=nnUNetTrainerTUNetLean.token_size, lean_decoder=True)
 
 
 class nnUNetTrainerResUNetSGD(nnUNetTrainer):
