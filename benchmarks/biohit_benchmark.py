@@ -1,7 +1,7 @@
 """Real-data benchmark on BioHit: every trainer, same split, same budget, evaluated at full resolution.
 
     python benchmarks/biohit_benchmark.py --tier cpu     # 2 CPU cores, reduced resolution and schedule
-    python benchmarks/biohit_benchmark.py --tier gpu     # CUDA, full resolution, longer schedule
+    python benchmarks/biohit_benchmark.py --tier gpu     # CUDA, full resolution, 3 x 50 steps (one 10-min command)
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged):
 1. ``nnunet-tongue convert`` BioHit with ``biohit_split.json`` (240 train / 60 held-out test), downscaled
@@ -46,14 +46,15 @@ TRAINERS = ["nnUNetTrainer", "nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNet",
 #: the residual networks with nnU-Net's SGD schedule instead of AdamW + warmup (optimiser study)
 SGD_VARIANTS = ["nnUNetTrainerResUNetSGD", "nnUNetTrainerFabiansUNetSGD"]
 #: trainers only studies use
-STUDY_TRAINERS = ["nnUNetTrainerTUNetToken8"]
+STUDY_TRAINERS = ["nnUNetTrainerTUNetToken8", "nnUNetTrainerTUNetLean"]
 TIERS = {
     "cpu": {"max_size": 192, "epochs": 8, "iterations": 12, "val_iterations": 3, "device": "cpu",
             "trainers": TRAINERS + SGD_VARIANTS},
-    # sized to finish, with the CUDA checks, inside one 10-minute command on an offline GPU machine
-    # (docs/gpu_runs.md): the four trainings share the GPU, torch.compile off (its start-up would eat the
-    # budget; benchmarks/network_speed.py --compile checks it), every other setting nnU-Net's own
-    "gpu": {"max_size": None, "epochs": 6, "iterations": 40, "val_iterations": 4, "device": "cuda",
+    # the schedule benchmarks/device_run.sh fitted into one 10-minute command on an offline GPU machine
+    # (docs/gpu_runs.md: sized there from the measured step times, after the CUDA checks): the four
+    # trainings share the GPU, torch.compile off (its start-up would eat the budget; network_speed.py
+    # --compile checks it), every other setting nnU-Net's own
+    "gpu": {"max_size": None, "epochs": 3, "iterations": 50, "val_iterations": 5, "device": "cuda",
             "trainers": TRAINERS, "parallel": 4, "env": {"nnUNet_compile": "f", "nnUNet_def_n_proc": "4"}},
 }
 BIN = Path(sys.executable).parent
@@ -135,6 +136,12 @@ def training_summary(model: Path) -> dict:
             "pseudo_dice_ema": [float(d) for d in log["ema_fg_dice"]], "params_M": params / 1e6}
 
 
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device visible"
+
+
 def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     """Dice (%) of a perfect prediction at the training resolution (the downscaled test masks) brought back to
     the photos' size the way ``segment`` does (bilinear, threshold 0.5): the best score the tier's
@@ -202,15 +209,18 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
     plan2d = plans["configurations"]["2d"]
     results = {"tier": tier, **({"study": study} if study else {}), "budget": cfg, "patch_size": plan2d["patch_size"], "batch_size": plan2d["batch_size"],
                "device": cfg["device"], "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+               **({"gpu": gpu_name()} if cfg["device"] == "cuda" else {}),
                "n_test": len(split["test"]), "trainers": {},
                "resolution_ceiling_dice": resolution_ceiling(dataset / "labelsTs", gt)}
     models = {t: results_dir / "Dataset501_Tongue" / f"{t}_Budget__nnUNetPlans__2d" for t in trainers}
     timings = {t: workdir / f"train_{prefix}{t}.json" for t in trainers}  # a finished training is not repeated
     pending = [t for t in trainers if not timings[t].exists()]
-    parallel = cfg.get("parallel", 1)
+    parallel = min(cfg.get("parallel", 1), max(1, len(pending)))  # a study of one trainer runs it alone
+    cfg["parallel"] = parallel  # also results["budget"]
     train_env = dict(env, **cfg.get("env", {}))
     if parallel > 1 and "nnUNet_n_proc_DA" not in os.environ:  # share the CPU cores between the trainings
         train_env["nnUNet_n_proc_DA"] = str(max(1, (os.cpu_count() or 1) // parallel - 1))
+    results["budget"]["data_augmentation_workers"] = int(train_env.get("nnUNet_n_proc_DA", 0)) or None
     for first in range(0, len(pending), parallel):
         running = []
         for trainer in pending[first:first + parallel]:
@@ -302,7 +312,7 @@ def study_table(tier: dict, studies: list[dict]) -> list[str]:
     if not studies:
         return []
     lines = ["", f"Studies on the same data, split and settings, one thing varied (`--study`; training times "
-             "left out: other work shared the machine):", "",
+             "left out: a study may have run beside other work):", "",
              "| study | trainer | budget (epochs × iterations) | Dice | IoU | HD95 | ASSD |", "|---|---|---|---|---|---|---|"]
 
     def row(label: str, name: str, t: dict, budget: dict) -> str:
@@ -331,7 +341,7 @@ def markdown(all_results: list[dict]) -> str:
         b = r["budget"]
         res = f"downscaled to longest side {b['max_size']} px for training" if b["max_size"] else "full resolution"
         lines += [f"## {r['tier'].upper()} tier", "",
-                  f"- device: {r['device']} ({r['host']}); {res}; nnU-Net default 2d plans: patch "
+                  f"- device: {r['device']}{', ' + r['gpu'] if r.get('gpu') else ''} ({r['host']}); {res}; nnU-Net default 2d plans: patch "
                   f"{r['patch_size'][0]}×{r['patch_size'][1]}, batch {r['batch_size']}",
                   f"- budget, identical for every trainer: {b['epochs']} epochs × {b['iterations']} iterations "
                   f"({b['epochs'] * b['iterations']} steps), fold 0 of nnU-Net's 5-fold split of the 240 training cases",

@@ -83,15 +83,17 @@ fi
 if want tier; then
   wait "$PREPARE" && stamp "data prepared" || { stamp "preparing the data FAILED:"; tail -n 30 /tmp/prepare.log; }
   # The schedule: as many epochs as fit before END_S, sized from the eager step times just measured. The
-  # four trainings share the GPU, so one iteration of all four costs about the sum of the four steps, times
-  # OVERHEAD for nnU-Net's loss, logging and data hand-over; AFTER covers the final validation, segmenting
-  # and scoring, STARTUP the trainings' start, CPU the CPU-inference step. Without step times (STEPS has no
-  # speed) the tier's own schedule runs; BUDGET_ARGS="--epochs E --iterations I" sets one by hand.
+  # four trainings share the GPU, so one iteration of all four costs about the sum of their steps (on the
+  # H200 on 2026-11-26: at most 0.31 s per iteration for steps summing to 0.35 s, so OVERHEAD 1.0); AFTER
+  # covers segmenting and scoring (149 s there), STARTUP the trainings' start and first epoch's extra
+  # (about 20 s), CPU the CPU-inference step (17 s). Without step times (STEPS has no speed) the tier's
+  # own schedule runs; BUDGET_ARGS="--epochs E --iterations I" sets one by hand.
   if [[ -z "${BUDGET_ARGS:-}" && -f "$SPEED_JSON" ]]; then
     BUDGET_ARGS=$(python3 - "$SPEED_JSON" "$((END_S - SECONDS))" <<'EOF'
 import json, sys
-iterations, val_iterations, overhead, after, startup, cpu = 50, 5, 1.5, 150, 40, 45
-step = overhead * sum(r["step_s"] for r in json.load(open(sys.argv[1])))
+iterations, val_iterations, overhead, after, startup, cpu = 50, 5, 1.0, 160, 30, 30
+tier = {"PlainConvUNet", "ResUNet", "FabiansUNet", "TUNet"}  # the networks of the tier's four trainers
+step = overhead * sum(r["step_s"] for r in json.load(open(sys.argv[1])) if r["network"] in tier)
 epoch = (iterations + 0.4 * val_iterations) * step + 2
 epochs = max(2, min(250, int((float(sys.argv[2]) - after - startup - cpu) / epoch)))
 print(f"--epochs {epochs} --iterations {iterations} --val-iterations {val_iterations}")
