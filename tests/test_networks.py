@@ -43,18 +43,24 @@ def test_tunet_deep_supervision_outputs_match_trainer_scales():
     assert [o.shape[2:] for o in outputs] == [(64, 96), (32, 48), (16, 24), (8, 12)]
 
 
+def trainer_stand_in(trainer: type, patch: tuple[int, int]):
+    """The attributes a T-Unet trainer's network builder and ``_get_deep_supervision_scales`` read."""
+
+    class Fake:
+        enable_deep_supervision = True
+        token_size = trainer.token_size
+
+        class configuration_manager:
+            patch_size = list(patch)
+            configuration = {"architecture": default_plans_architecture(patch)}
+
+    return Fake()
+
+
 def test_tunet_trainer_deep_supervision_scales_match_network_outputs():
     from nnunet_tongue.training.trainers import nnUNetTrainerTUNet
 
-    class Fake:  # the attributes _get_deep_supervision_scales reads
-        enable_deep_supervision = True
-        token_size = nnUNetTrainerTUNet.token_size
-
-        class configuration_manager:
-            patch_size = [64, 96]
-            configuration = {"architecture": default_plans_architecture((64, 96))}
-
-    scales = nnUNetTrainerTUNet._get_deep_supervision_scales(Fake())
+    scales = nnUNetTrainerTUNet._get_deep_supervision_scales(trainer_stand_in(nnUNetTrainerTUNet, (64, 96)))
     assert scales == [[1.0, 1.0], [0.5, 0.5], [0.25, 0.25], [0.125, 0.125]]
 
 
@@ -62,19 +68,11 @@ def test_token8_trainer_builds_an_8_pixel_token_grid_whose_outputs_match_its_sup
     from nnunet_tongue.training.trainers import nnUNetTrainerTUNetToken8
 
     patch = (64, 96)
-
-    class Fake:
-        enable_deep_supervision = True
-        token_size = nnUNetTrainerTUNetToken8.token_size
-
-        class configuration_manager:
-            patch_size = list(patch)
-            configuration = {"architecture": default_plans_architecture(patch)}
-
-    net = nnUNetTrainerTUNetToken8.build_network_architecture(None, Fake.configuration_manager, 3, 2, True)
+    fake = trainer_stand_in(nnUNetTrainerTUNetToken8, patch)
+    net = nnUNetTrainerTUNetToken8.build_network_architecture(None, fake.configuration_manager, 3, 2, True)
     assert net.patch_size == (8, 8) and net.transformer.embed_dim == 256
     outputs = net(torch.randn(1, 3, *patch))
-    scales = nnUNetTrainerTUNetToken8._get_deep_supervision_scales(Fake())
+    scales = nnUNetTrainerTUNetToken8._get_deep_supervision_scales(fake)
     assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
 
 
@@ -82,23 +80,15 @@ def test_lean_trainer_builds_one_conv_per_decoder_stage_and_projects_before_upsa
     from nnunet_tongue.training.trainers import nnUNetTrainerTUNet, nnUNetTrainerTUNetLean
 
     patch = (64, 96)
-
-    class Fake:
-        enable_deep_supervision = True
-        token_size = nnUNetTrainerTUNetLean.token_size
-
-        class configuration_manager:
-            patch_size = list(patch)
-            configuration = {"architecture": default_plans_architecture(patch)}
-
-    lean = nnUNetTrainerTUNetLean.build_network_architecture(None, Fake.configuration_manager, 3, 2, True)
-    full = nnUNetTrainerTUNet.build_network_architecture(None, Fake.configuration_manager, 3, 2, True)
+    fake = trainer_stand_in(nnUNetTrainerTUNetLean, patch)
+    lean = nnUNetTrainerTUNetLean.build_network_architecture(None, fake.configuration_manager, 3, 2, True)
+    full = nnUNetTrainerTUNet.build_network_architecture(None, fake.configuration_manager, 3, 2, True)
     assert [len(stage.convs) for stage in lean.decoder.stages] == [1] * len(lean.decoder.stages)
     # each stage's first convolution sees the projected map (skip width) beside the skip: 2x, not 3x
     assert [stage.convs[0].conv.in_channels for stage in lean.decoder.stages] == \
         [2 * c for c in reversed(lean.decoder.skip_channels)]
     outputs = lean(torch.randn(1, 3, *patch))
-    scales = nnUNetTrainerTUNetLean._get_deep_supervision_scales(Fake())
+    scales = nnUNetTrainerTUNetLean._get_deep_supervision_scales(fake)
     assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
     assert lean.compute_conv_feature_map_size(patch) < full.compute_conv_feature_map_size(patch)
 
