@@ -23,6 +23,8 @@ the page lists every study of a tier below the tier's table, e.g.
 
     python benchmarks/biohit_benchmark.py --tier cpu --study token8 --trainers nnUNetTrainerTUNetToken8
     python benchmarks/biohit_benchmark.py --tier cpu --study long --trainers nnUNetTrainerTUNet --epochs 32
+    python benchmarks/biohit_benchmark.py --tier gpu --study long --trainers nnUNetTrainerTUNet --epochs 24 \
+        --iterations 50 --val-iterations 2          # --compile: with nnU-Net's torch.compile
 """
 
 from __future__ import annotations
@@ -426,6 +428,8 @@ def main() -> int:
     p.add_argument("--val-iterations", type=int, help="validation iterations per epoch instead of the tier's")
     p.add_argument("--max-size", type=int, help="longest side for training instead of the tier's (needs a fresh --workdir)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="instead of the tier's (a dry run of the GPU tier: cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="train with nnU-Net's torch.compile (nnUNet_compile=t; the GPU tier turns it off to save start-up time)")
     p.add_argument("--data", type=Path, default=BIOHIT,
                    help="folder with biohit/ and biohit_split.json (default: ../shared/data beside the checkout)")
     p.add_argument("--results-dir", type=Path, default=RESULTS,
@@ -438,9 +442,12 @@ def main() -> int:
                                                 ("val_iterations", args.val_iterations),
                                                 ("max_size", args.max_size), ("device", args.device))
                  if value is not None}
+    if args.compile:
+        overrides["env"] = dict(TIERS[args.tier].get("env", {}), nnUNet_compile="t")
     results_dir = args.results_dir.resolve()
     if overrides and not args.study and results_dir == RESULTS:
-        p.error(f"{', '.join(overrides)} change the settings the tier's published table states: use them with "
+        names = ", ".join("--compile" if key == "env" else f"--{key.replace('_', '-')}" for key in overrides)
+        p.error(f"{names} change the settings the tier's published table states: use them with "
                 "--study NAME, or write elsewhere with --results-dir")
     if args.study and not (args.trainers or overrides):
         p.error("a study varies something: name --trainers and/or a setting such as --epochs")

@@ -1,0 +1,36 @@
+"""The benchmark scripts' own rules: operation counts and which settings a published table may change."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script, BENCHMARKS / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_operation_count_ranks_the_lean_decoder_between_plainconvunet_and_the_tunet():
+    count = load("network_speed").count_flops
+    patch = [64, 96]
+    plain, tunet, lean = (count(n, patch) for n in ("PlainConvUNet", "TUNet", "TUNetLean"))
+    assert plain < lean < tunet
+
+
+def test_operation_count_grows_with_the_patch():
+    count = load("network_speed").count_flops
+    assert count("TUNet", [128, 192]) > 3 * count("TUNet", [64, 96])
+
+
+def test_benchmark_refuses_to_change_a_published_tier_without_a_study_name():
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "biohit_benchmark.py"), "--tier", "gpu", "--compile",
+                          "--epochs", "3"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "--epochs, --compile change the settings" in run.stderr and "--study NAME" in run.stderr
