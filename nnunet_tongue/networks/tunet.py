@@ -140,20 +140,22 @@ class TUNetDecoder(nn.Module):
         outputs = outputs[::-1]
         return outputs if self.deep_supervision else outputs[0]
 
-    def compute_conv_feature_map_size(self, skip_sizes: list[list[int]], input_channels: int) -> int:
+    def compute_conv_feature_map_size(self, skip_sizes: list[list[int]], input_channels: int,
+                                      input_size: Sequence[int]) -> int:
         """Elements per sample, counted as DNA's ``UNetDecoder`` does: the upsampled map (where it counts the
-        transposed convolution's output), conv outputs, segmentation heads."""
-        total, below = 0, input_channels
+        transposed convolution's output), conv outputs, segmentation heads; plus the projected maps.
+        ``input_size`` is the size of the decoder's input (the token grid)."""
+        total, below, below_size = 0, input_channels, input_size
         for i, s in enumerate(reversed(range(len(skip_sizes)))):
             pixels = int(np.prod(skip_sizes[s]))
-            if self.projections:  # the projected map, at the deeper stage's size
+            if self.projections:  # the projected map, at the deeper map's size
                 below = self.skip_channels[s]
-                total += pixels // 4 * below
+                total += int(np.prod(below_size)) * below
             total += pixels * below
             total += int(self.stages[i].compute_conv_feature_map_size(skip_sizes[s]))
             if self.deep_supervision or i == len(self.stages) - 1:
                 total += pixels * self.seg_layers[i].out_channels
-            below = self.skip_channels[s]
+            below, below_size = self.skip_channels[s], skip_sizes[s]
         return total
 
 
@@ -223,7 +225,8 @@ class TransformerUNet(nn.Module):
             skip_sizes.append(size)
         return int(self.encoder.compute_conv_feature_map_size(input_size)
                    + self.transformer.compute_feature_map_size(input_size)
-                   + self.decoder.compute_conv_feature_map_size(skip_sizes, self.transformer.embed_dim))
+                   + self.decoder.compute_conv_feature_map_size(skip_sizes, self.transformer.embed_dim,
+                                                                self.transformer.grid_size(input_size)))
 
     @staticmethod
     def initialize(module: nn.Module) -> None:

@@ -46,39 +46,37 @@ class AdamWWarmupTrainer(nnUNetTrainer):
         return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, warmup, self.num_epochs)
 
 
-class nnUNetTrainerResUNet(AdamWWarmupTrainer):
-    """Residual-encoder + residual-decoder U-Net (dynamic-network-architectures ``ResidualUNet``)."""
+def network_builder(network: str, **options):
+    """A trainer's ``build_network_architecture`` for a plug-in ``network`` (``options``: those of
+    :func:`~nnunet_tongue.networks.from_plans.build_network`): a staticmethod that uses only its arguments,
+    as nnU-Net's inference calls it on the class."""
 
-    @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        return build_network("ResUNet", configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision)
+        return build_network(network, configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision, **options)
+
+    return staticmethod(build_network_architecture)
+
+
+class nnUNetTrainerResUNet(AdamWWarmupTrainer):
+    """Residual-encoder + residual-decoder U-Net (dynamic-network-architectures ``ResidualUNet``)."""
+
+    build_network_architecture = network_builder("ResUNet")
 
 
 class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
     """FabiansUNet: residual encoder (1,2,3,4,4,… blocks) + one conv per decoder stage."""
 
-    @staticmethod
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_network("FabiansUNet", configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision)
+    build_network_architecture = network_builder("FabiansUNet")
 
 
 class nnUNetTrainerTUNet(AdamWWarmupTrainer):
     """Transformer-UNet on 16×16 patches; deep-supervision scales follow its own decoder."""
 
-    token_size = TUNET_PATCH_SIZE  # build_network_architecture (static) names its own class's value
-
-    @staticmethod
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision, token_size=nnUNetTrainerTUNet.token_size)
+    token_size = TUNET_PATCH_SIZE
+    build_network_architecture = network_builder("TUNet", token_size=token_size)
 
     def _get_deep_supervision_scales(self):
         """One scale per decoder output: the T-Unet's own strides, not those of the plans' PlainConvUNet."""
@@ -95,34 +93,23 @@ class nnUNetTrainerTUNetToken8(nnUNetTrainerTUNet):
     """T-Unet on 8×8 patches: a 4× larger token grid; its width is the plans' stride-8 stage (256 by default)."""
 
     token_size = 8
-
-    @staticmethod
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision, token_size=nnUNetTrainerTUNetToken8.token_size)
+    build_network_architecture = network_builder("TUNet", token_size=token_size)
 
 
 class nnUNetTrainerTUNetLean(nnUNetTrainerTUNet):
     """T-Unet with a lean decoder: one convolution per stage, the deeper map projected (1×1) to the skip's
     width before upsampling (fewer operations per step than :class:`nnUNetTrainerTUNet`)."""
 
-    @staticmethod
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_network("TUNet", configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision, token_size=nnUNetTrainerTUNetLean.token_size, lean_decoder=True)
+    build_network_architecture = network_builder("TUNet", lean_decoder=True)
 
 
 class nnUNetTrainerResUNetSGD(nnUNetTrainer):
     """The ResUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
-    build_network_architecture = staticmethod(nnUNetTrainerResUNet.build_network_architecture)
+    build_network_architecture = network_builder("ResUNet")
 
 
 class nnUNetTrainerFabiansUNetSGD(nnUNetTrainer):
     """The FabiansUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
-    build_network_architecture = staticmethod(nnUNetTrainerFabiansUNet.build_network_architecture)
+    build_network_architecture = network_builder("FabiansUNet")
