@@ -162,9 +162,12 @@ def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
 
-def prepare(workdir: Path, max_size: int | None, data: Path, env: dict, log: Path) -> Path:
+def prepare(workdir: Path, max_size: int | None, data: Path) -> Path:
     """Convert BioHit (at ``max_size`` for training, and at full resolution for scoring) and run the stock
     plan and preprocess, unless ``workdir`` already holds them; return the raw dataset folder."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "benchmark.log"
+    env = dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"))
     dataset = workdir / "raw" / "Dataset501_Tongue"
     if not dataset.exists():
         resize = ["--max-size", str(max_size)] if max_size else []
@@ -179,12 +182,11 @@ def prepare(workdir: Path, max_size: int | None, data: Path, env: dict, log: Pat
 
 
 def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None = None,
-              overrides: dict | None = None, data: Path = BIOHIT, prepare_only: bool = False) -> dict:
+              overrides: dict | None = None, data: Path = BIOHIT) -> dict:
     """Run the tier (or one of its studies: own results folder, some settings overridden) on the BioHit copy
-    in ``data`` (``biohit/`` and ``biohit_split.json``); with ``prepare_only``, stop once the data is
-    converted and preprocessed."""
+    in ``data`` (``biohit/`` and ``biohit_split.json``)."""
     cfg = dict(TIERS[tier], trainers=trainers, **(overrides or {}))
-    workdir.mkdir(parents=True, exist_ok=True)
+    dataset = prepare(workdir, cfg["max_size"], data)
     log = workdir / "benchmark.log"
     prefix = f"{study}_" if study else ""  # a study's trainings, predictions and reports stay apart
     results_dir = workdir / f"{prefix}results"
@@ -193,9 +195,6 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
                NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]))
     split = json.loads((data / "biohit_split.json").read_text())
-    dataset = prepare(workdir, cfg["max_size"], data, env, log)
-    if prepare_only:
-        return {}
     gt = workdir / "fullres" / "Dataset501_Tongue" / "labelsTs"
     photos = workdir / "test_photos"
     photos.mkdir(exist_ok=True)
@@ -217,7 +216,7 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
     models = {t: results_dir / "Dataset501_Tongue" / f"{t}_Budget__nnUNetPlans__2d" for t in trainers}
     timings = {t: workdir / f"train_{prefix}{t}.json" for t in trainers}  # a finished training is not repeated
     pending = [t for t in trainers if not timings[t].exists()]
-    parallel = min(cfg.get("parallel", 1), max(1, len(pending)))  # a study of one trainer runs it alone
+    parallel = min(cfg.get("parallel", 1), len(trainers))  # a study of one trainer runs it alone
     cfg["parallel"] = parallel  # also results["budget"]
     train_env = dict(env, **cfg.get("env", {}))
     if parallel > 1 and "nnUNet_n_proc_DA" not in os.environ:  # share the CPU cores between the trainings
@@ -249,9 +248,10 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                              env, log)
         report = workdir / f"evaluation_{prefix}{trainer}"
         # scored while the next model segments (CPU beside GPU work; only the segment step is timed)
-        evaluations[trainer] = (report, start(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(gt),
-                                               "-o", str(report), "--images", str(photos), "--overwrite"], env,
-                                              workdir / f"{report.name}.log"))
+        report_log = workdir / f"{report.name}.log"
+        evaluations[trainer] = (report, report_log, *start(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"),
+                                                            "-g", str(gt), "-o", str(report), "--images", str(photos),
+                                                            "--overwrite"], env, report_log))
         results["trainers"][trainer] = {
             **training_summary(model), "optimiser": optimiser_of(trainer), "train_wall_s": train_s,
             "train_peak_rss_MB": train_rss, "train_cpu_cores_busy": cores, "trained_in_parallel": parallel,
@@ -259,8 +259,8 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
             "segment_wall_s": seg_s, "segment_s_per_photo": seg_s / len(split["test"]),
             "segment_peak_rss_MB": seg_rss,
         }
-    for trainer, (report, (proc, started)) in evaluations.items():
-        finish(proc, started, report.parent / f"{report.name}.log")
+    for trainer, (report, report_log, proc, started) in evaluations.items():
+        finish(proc, started, report_log)
         metrics = json.loads((report / "summary.json").read_text())["metrics"]
         results["trainers"][trainer]["metrics"] = metrics
         print(json.dumps({trainer: metrics["dice"]}), flush=True)
@@ -455,11 +455,12 @@ def main() -> int:
         if not (args.data / "biohit" / "images").is_dir():
             raise SystemExit(f"BioHit data not found at {args.data} (expected {args.data / 'biohit' / 'images'}); "
                              "pass --data")
-        results = benchmark(args.tier, args.workdir / args.tier, args.trainers or TIERS[args.tier]["trainers"],
-                            args.study, overrides, args.data, args.prepare_only)
         if args.prepare_only:
+            prepare(args.workdir / args.tier, overrides.get("max_size", TIERS[args.tier]["max_size"]), args.data)
             print(f"prepared {args.workdir / args.tier}")
             return 0
+        results = benchmark(args.tier, args.workdir / args.tier, args.trainers or TIERS[args.tier]["trainers"],
+                            args.study, overrides, args.data)
         results_dir.mkdir(parents=True, exist_ok=True)
         if args.study:
             name = f"{args.tier}_study_{args.study}.json"
