@@ -48,7 +48,8 @@ TRAINERS = ["nnUNetTrainer", "nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNet",
 #: the residual networks with nnU-Net's SGD schedule instead of AdamW + warmup (optimiser study)
 SGD_VARIANTS = ["nnUNetTrainerResUNetSGD", "nnUNetTrainerFabiansUNetSGD"]
 #: trainers only studies use
-STUDY_TRAINERS = ["nnUNetTrainerTUNetToken8", "nnUNetTrainerTUNetLean"]
+STUDY_TRAINERS = ["nnUNetTrainerTUNetToken8", "nnUNetTrainerTUNetLean", "nnUNetTrainerTUNetFast",
+                  "nnUNetTrainerTUNetUpright"]
 TIERS = {
     "cpu": {"max_size": 192, "epochs": 8, "iterations": 12, "val_iterations": 3, "device": "cpu",
             "trainers": TRAINERS + SGD_VARIANTS},

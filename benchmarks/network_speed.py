@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-NETWORKS = ("PlainConvUNet", "ResUNet", "FabiansUNet", "TUNet", "TUNetLean")  # TUNetLean: nnUNetTrainerTUNetLean's
+#: TUNetLean / TUNetFast: the networks of nnUNetTrainerTUNetLean / nnUNetTrainerTUNetFast (from_plans.TUNET_VARIANTS)
+NETWORKS = ("PlainConvUNet", "ResUNet", "FabiansUNet", "TUNet", "TUNetLean", "TUNetFast")
 
 
 def count_flops(network: str, patch: list[int]) -> float:
@@ -42,12 +43,12 @@ def count_flops(network: str, patch: list[int]) -> float:
 
 
 def _build(network: str, patch: list[int]):
-    from nnunet_tongue.networks.from_plans import architecture_for
+    from nnunet_tongue.networks.from_plans import TUNET_VARIANTS, architecture_for
     from nnunet_tongue.utils_for_tests import default_plans_architecture, instantiate
 
     arch = default_plans_architecture(patch)
-    if network == "TUNetLean":
-        arch = architecture_for("TUNet", arch, patch, lean_decoder=True)
+    if network in TUNET_VARIANTS:
+        arch = architecture_for("TUNet", arch, patch, **TUNET_VARIANTS[network])
     elif network != "PlainConvUNet":
         arch = architecture_for(network, arch, patch)
     return instantiate(arch, deep_supervision=True)

@@ -24,6 +24,12 @@ def test_operation_count_ranks_the_lean_decoder_between_plainconvunet_and_the_tu
     assert plain < lean < tunet
 
 
+def test_fast_tunet_needs_fewer_operations_than_plainconvunet_at_the_biohit_plan():
+    count = load("network_speed").count_flops
+    patch = [640, 768]  # nnU-Net's 2d patch for the full-resolution BioHit photos
+    assert count("TUNetFast", patch) < 0.9 * count("PlainConvUNet", patch)
+
+
 def test_operation_count_grows_with_the_patch():
     count = load("network_speed").count_flops
     assert count("TUNet", [128, 192]) > 3 * count("TUNet", [64, 96])

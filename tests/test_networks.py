@@ -48,7 +48,7 @@ def trainer_stand_in(trainer: type, patch: tuple[int, int]):
 
     class Fake:
         enable_deep_supervision = True
-        token_size = trainer.token_size
+        variant = trainer.variant
 
         class configuration_manager:
             patch_size = list(patch)
@@ -91,6 +91,21 @@ def test_lean_trainer_builds_one_conv_per_decoder_stage_and_projects_before_upsa
     scales = nnUNetTrainerTUNetLean._get_deep_supervision_scales(fake)
     assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
     assert lean.compute_conv_feature_map_size(patch) < full.compute_conv_feature_map_size(patch)
+
+
+def test_fast_trainer_builds_a_narrower_transformer_on_the_lean_decoder():
+    from nnunet_tongue.training.trainers import nnUNetTrainerTUNetFast
+
+    patch = (64, 96)
+    fake = trainer_stand_in(nnUNetTrainerTUNetFast, patch)
+    net = nnUNetTrainerTUNetFast.build_network_architecture(None, fake.configuration_manager, 3, 2, True)
+    assert net.transformer.embed_dim == 384 and net.patch_size == (16, 16)
+    assert net.transformer.blocks[0].mlp.fc1.out_features == 2 * 384
+    assert len(net.transformer.blocks) == 6 and net.transformer.blocks[0].attn.num_heads == 8
+    assert net.decoder.projections[0].in_channels == 384
+    outputs = net(torch.randn(1, 3, *patch))
+    scales = nnUNetTrainerTUNetFast._get_deep_supervision_scales(fake)
+    assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
 
 
 def test_tunet_gradients_reach_transformer_and_cnn_encoder():

@@ -36,9 +36,11 @@ def test_stock_trainer_lookup_returns_the_package_classes():
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
             "print(','.join(find(n).__module__ for n in "
             "['nnUNetTrainerTUNet', 'nnUNetTrainerResUNet', 'nnUNetTrainerFabiansUNet', 'nnUNetTrainerResUNetSGD', "
-            "'nnUNetTrainerFabiansUNetSGD', 'nnUNetTrainerTUNetToken8', 'nnUNetTrainerTUNetLean', 'nnUNetTrainer_Budget', "
-            "'nnUNetTrainerResUNetSGD_Budget', 'nnUNetTrainerTUNetToken8_Budget', 'nnUNetTrainerTUNetLean_Budget']))")
-    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 7 + ["nnunet_tongue.training.budget"] * 4
+            "'nnUNetTrainerFabiansUNetSGD', 'nnUNetTrainerTUNetToken8', 'nnUNetTrainerTUNetLean', 'nnUNetTrainerTUNetFast', "
+            "'nnUNetTrainerTUNetUpright', 'nnUNetTrainer_Budget', 'nnUNetTrainerResUNetSGD_Budget', "
+            "'nnUNetTrainerTUNetToken8_Budget', 'nnUNetTrainerTUNetLean_Budget', 'nnUNetTrainerTUNetFast_Budget', "
+            "'nnUNetTrainerTUNetUpright_Budget']))")
+    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 9 + ["nnunet_tongue.training.budget"] * 6
 
 
 def test_a_users_own_external_trainer_still_resolves(tmp_path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -104,3 +105,16 @@ def test_optimiser_is_built_the_way_nnunets_multi_gpu_path_calls_it(constructed,
     optimizer.step()
     assert optimizer.skipped_steps == 0
     assert any(not torch.equal(b, p) for b, p in zip(before, optimizer.param_groups[0]["params"]))
+
+
+def test_upright_trainer_mirrors_left_right_only_and_rotates_within_15_degrees(constructed):
+    trainer = constructed(trainers.nnUNetTrainerTUNetUpright)
+    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes == (1,) and not dummy_2d
+    assert rotation == pytest.approx((-np.deg2rad(15), np.deg2rad(15)))
+    assert trainer.inference_allowed_mirroring_axes == (1,)  # test-time mirroring follows the training
+
+
+def test_default_augmentation_also_mirrors_upside_down(constructed):
+    trainer = constructed(trainers.nnUNetTrainerTUNet)
+    assert trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3] == (0, 1)

@@ -26,6 +26,14 @@ NETWORKS = {"ResUNet": RESIDUAL_UNET, "FabiansUNet": FABIANS_UNET, "TUNet": TRAN
 RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)  # nnU-Net ResEnc encoder profile
 TUNET_PATCH_SIZE = 16  # largest transformer patch edge taken from the plans' strides
 TUNET_DEPTH = 6  # transformer layers; the CNN encoder has one residual block (2 convs) per stage
+#: T-Unet variants the plug-in trainers and benchmarks build: name -> options of :func:`architecture_for`
+TUNET_VARIANTS = {
+    "TUNet": {},
+    "TUNetToken8": {"token_size": 8},
+    "TUNetLean": {"lean_decoder": True},
+    # sized to fewer operations per training step than nnU-Net's default PlainConvUNet (docs/networks.md)
+    "TUNetFast": {"lean_decoder": True, "embed_dim": 384, "mlp_ratio": 2.0},
+}
 _SHARED_KEYS = ("features_per_stage", "conv_op", "kernel_sizes", "strides", "conv_bias", "norm_op",
                 "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs")
 
@@ -37,13 +45,16 @@ def tunet_stage_count(strides: Sequence, max_patch: int = TUNET_PATCH_SIZE) -> i
 
 
 def architecture_for(network: str, architecture: dict, patch_size: Sequence[int],
-                     token_size: int = TUNET_PATCH_SIZE, lean_decoder: bool = False) -> dict:
+                     token_size: int = TUNET_PATCH_SIZE, lean_decoder: bool = False, embed_dim: int | None = None,
+                     mlp_ratio: float | None = None) -> dict:
     """Plans ``architecture`` dict (``network_class_name``, ``arch_kwargs``, ``_kw_requires_import``) for ``network``.
 
     ``token_size`` (T-Unet only): the largest patch edge the transformer's tokens may have; the token grid
     sits at the deepest plans stage whose cumulative stride stays within it, and that stage's width is
     the embedding dimension. ``lean_decoder`` (T-Unet only): one convolution per decoder stage instead of
-    two, and the deeper map projected to the skip's width before upsampling.
+    two, and the deeper map projected to the skip's width before upsampling. ``embed_dim`` / ``mlp_ratio``
+    (T-Unet only): the transformer's width (default: the plans' width at the token stage) and MLP ratio
+    (default 4).
     """
     class_name = NETWORKS[network]
     if architecture["network_class_name"] == class_name:
@@ -68,17 +79,22 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
                       pos_embed_grid=[int(p // t) for p, t in zip(patch_size, token)])
         if lean_decoder:
             kwargs["project_before_upsampling"] = True
+        if embed_dim is not None:
+            kwargs["features_per_stage"][-1] = int(embed_dim)
+        if mlp_ratio is not None:
+            kwargs["mlp_ratio"] = float(mlp_ratio)
     return {"network_class_name": class_name, "arch_kwargs": kwargs,
             "_kw_requires_import": list(architecture["_kw_requires_import"])}
 
 
 def build_network(network: str, configuration_manager, num_input_channels: int, num_output_channels: int,
-                  deep_supervision: bool, token_size: int = TUNET_PATCH_SIZE, lean_decoder: bool = False):
-    """Build ``network`` for an nnU-Net ``ConfigurationManager`` (default plans or plug-in plans)."""
+                  deep_supervision: bool, **options):
+    """Build ``network`` for an nnU-Net ``ConfigurationManager`` (default plans or plug-in plans); ``options``:
+    those of :func:`architecture_for`."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     arch = architecture_for(network, configuration_manager.configuration["architecture"],
-                            configuration_manager.patch_size, token_size, lean_decoder)
+                            configuration_manager.patch_size, **options)
     return get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
                                   num_input_channels, num_output_channels, allow_init=True,
                                   deep_supervision=deep_supervision)

@@ -9,8 +9,10 @@ from nnunet_tongue.training.budget import (  # noqa: F401
     nnUNetTrainerResUNet_Budget,
     nnUNetTrainerResUNetSGD_Budget,
     nnUNetTrainerTUNet_Budget,
+    nnUNetTrainerTUNetFast_Budget,
     nnUNetTrainerTUNetLean_Budget,
     nnUNetTrainerTUNetToken8_Budget,
+    nnUNetTrainerTUNetUpright_Budget,
 )
 from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerFabiansUNet,
@@ -18,6 +20,8 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerResUNet,
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
+    nnUNetTrainerTUNetFast,
     nnUNetTrainerTUNetLean,
     nnUNetTrainerTUNetToken8,
+    nnUNetTrainerTUNetUpright,
 )

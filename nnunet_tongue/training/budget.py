@@ -26,8 +26,10 @@ from nnunet_tongue.training.trainers import (
     nnUNetTrainerResUNet,
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
+    nnUNetTrainerTUNetFast,
     nnUNetTrainerTUNetLean,
     nnUNetTrainerTUNetToken8,
+    nnUNetTrainerTUNetUpright,
 )
 
 BUDGET_VARIABLES = {
@@ -91,6 +93,14 @@ class nnUNetTrainerTUNetToken8_Budget(BudgetMixin, nnUNetTrainerTUNetToken8):
 
 class nnUNetTrainerTUNetLean_Budget(BudgetMixin, nnUNetTrainerTUNetLean):
     """:class:`nnUNetTrainerTUNetLean` with an environment-set budget."""
+
+
+class nnUNetTrainerTUNetFast_Budget(BudgetMixin, nnUNetTrainerTUNetFast):
+    """:class:`nnUNetTrainerTUNetFast` with an environment-set budget."""
+
+
+class nnUNetTrainerTUNetUpright_Budget(BudgetMixin, nnUNetTrainerTUNetUpright):
+    """:class:`nnUNetTrainerTUNetUpright` with an environment-set budget."""
 
 
 class nnUNetTrainerResUNetSGD_Budget(BudgetMixin, nnUNetTrainerResUNetSGD):

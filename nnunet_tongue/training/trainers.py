@@ -4,7 +4,8 @@
 - :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder.
 - :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder.
 - :class:`nnUNetTrainerTUNet`: Transformer-UNet (16×16 tokens); :class:`nnUNetTrainerTUNetToken8`: on 8×8 tokens;
-  :class:`nnUNetTrainerTUNetLean`: with a lean decoder.
+  :class:`nnUNetTrainerTUNetLean`: with a lean decoder; :class:`nnUNetTrainerTUNetFast`: sized below
+  PlainConvUNet's operations per step; :class:`nnUNetTrainerTUNetUpright`: with augmentation for upright photos.
 
 All three train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
 updates skipped). :class:`nnUNetTrainerResUNetSGD` and :class:`nnUNetTrainerFabiansUNetSGD` keep
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunet_tongue.networks.from_plans import TUNET_PATCH_SIZE, architecture_for, build_network
+from nnunet_tongue.networks.from_plans import TUNET_VARIANTS, architecture_for, build_network
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
@@ -75,15 +77,15 @@ class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
 class nnUNetTrainerTUNet(AdamWWarmupTrainer):
     """Transformer-UNet on 16×16 patches; deep-supervision scales follow its own decoder."""
 
-    token_size = TUNET_PATCH_SIZE
-    build_network_architecture = network_builder("TUNet", token_size=token_size)
+    variant = "TUNet"  # a key of TUNET_VARIANTS: the options its network is built with
+    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
 
     def _get_deep_supervision_scales(self):
         """One scale per decoder output: the T-Unet's own strides, not those of the plans' PlainConvUNet."""
         if not self.enable_deep_supervision:
             return None
         arch = architecture_for("TUNet", self.configuration_manager.configuration["architecture"],
-                                self.configuration_manager.patch_size, self.token_size)
+                                self.configuration_manager.patch_size, **TUNET_VARIANTS[self.variant])
         strides = np.vstack([np.broadcast_to(s, (len(self.configuration_manager.patch_size),))
                              for s in arch["arch_kwargs"]["strides"]])
         return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
@@ -92,15 +94,49 @@ class nnUNetTrainerTUNet(AdamWWarmupTrainer):
 class nnUNetTrainerTUNetToken8(nnUNetTrainerTUNet):
     """T-Unet on 8×8 patches: a 4× larger token grid; its width is the plans' stride-8 stage (256 by default)."""
 
-    token_size = 8
-    build_network_architecture = network_builder("TUNet", token_size=token_size)
+    variant = "TUNetToken8"
+    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
 
 
 class nnUNetTrainerTUNetLean(nnUNetTrainerTUNet):
     """T-Unet with a lean decoder: one convolution per stage, the deeper map projected (1×1) to the skip's
     width before upsampling (fewer operations per step than :class:`nnUNetTrainerTUNet`)."""
 
-    build_network_architecture = network_builder("TUNet", lean_decoder=True)
+    variant = "TUNetLean"
+    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
+
+
+class nnUNetTrainerTUNetFast(nnUNetTrainerTUNet):
+    """T-Unet sized below nnU-Net's default PlainConvUNet in operations per training step: the lean decoder,
+    a 384-wide transformer (instead of the plans' 512) and MLP ratio 2."""
+
+    variant = "TUNetFast"
+    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
+
+
+class UprightPhotoAugmentation:
+    """Augmentation for upright photos (2d): mirror left-right only and rotate within ±``max_rotation_deg``.
+
+    nnU-Net's 2d default mirrors both axes and rotates by up to ±180° when the patch is near-square, so it
+    also trains on upside-down photos, where the tongue lies above the lips. A mixin placed before the
+    trainer; test-time mirroring (``inference_allowed_mirroring_axes``) follows the training's axes.
+    """
+
+    max_rotation_deg = 15.0  # nnU-Net's own 2d range for elongated patches
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        if len(self.configuration_manager.patch_size) != 2:
+            return super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation = (-np.deg2rad(self.max_rotation_deg), np.deg2rad(self.max_rotation_deg))
+        mirror_axes = (1,)  # (rows, columns): columns = left-right
+        initial_patch_size = get_patch_size(self.configuration_manager.patch_size, rotation, rotation, rotation,
+                                            (0.85, 1.25))  # the scale range nnU-Net passes here too
+        self.inference_allowed_mirroring_axes = mirror_axes
+        return rotation, False, initial_patch_size, mirror_axes
+
+
+class nnUNetTrainerTUNetUpright(UprightPhotoAugmentation, nnUNetTrainerTUNet):
+    """T-Unet trained with :class:`UprightPhotoAugmentation` (left-right mirroring, rotations within ±15°)."""
 
 
 class nnUNetTrainerResUNetSGD(nnUNetTrainer):
