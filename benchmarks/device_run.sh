@@ -7,19 +7,26 @@
 # 1. installs the bundle into /tmp (the machine's own PyTorch stays) and checks the stock trainer lookup;
 #    from here on the GPU tier's data is converted and preprocessed in the background (CPU only);
 # 2. speed: network training step, bf16, at the GPU tier's planned patch and batch (network_speed.py);
-# 3. compile: the same step torch.compile'd, PlainConvUNet and T-Unet (nnU-Net compiles on CUDA by default);
+# 3. compile: the same step torch.compile'd, PlainConvUNet and COMPILE_NETWORKS (nnU-Net compiles on CUDA by default);
 # 4. tier: the four trainers trained side by side on the GPU, with as many epochs as fit before END_S
 #    (sized from step 2's times), segment the 60 held-out photos on the GPU, evaluate
 #    (benchmarks/biohit_benchmark.py --tier gpu);
-# 5. cpu: the CUDA-trained T-Unet segments photos with -device cpu, compared with its GPU masks.
+# 5. long: LONG_TRAINERS (default nnUNetTrainerTUNet) trained alone with nnU-Net's torch.compile for as
+#    many 50-iteration epochs as fit before END_S, then segmented and scored on the 60 held-out photos: the
+#    GPU tier's study LONG_STUDY (default long2). Meant to run without `tier` (both take what time is left).
+# 6. cpu: the CUDA-trained T-Unet segments photos with -device cpu, compared with its GPU masks.
 # Each step writes to $OUT as soon as it ends, so a run cut short still returns what it finished; a step
 # that fails is reported and the next one runs.
 #
-# Settings (environment): STEPS (which of "speed compile tier cpu" to run, default all), OUT (default
+# Settings (environment): STEPS (which of "speed compile tier long cpu" to run, default "speed compile tier
+# cpu"; e.g. STEPS="speed compile long" for a long training after the speed checks), OUT (default
 # ./device_out), BUNDLE (.device), DEVICE (cuda), SPEED_PATCH ("640 768", the patch nnU-Net plans for BioHit
-# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), COMPILE_TIMEOUT_S (150), END_S (seconds after the
+# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), COMPILE_NETWORKS (compiled beside
+# PlainConvUNet, TUNetFast), COMPILE_TIMEOUT_S (150), END_S (seconds after the
 # start by which everything should be done, 560: give the command a limit of 600), BUDGET_ARGS (the tier's
-# schedule by hand, e.g. "--epochs 6 --iterations 40"), TIER_ARGS (further arguments for biohit_benchmark.py).
+# schedule by hand, e.g. "--epochs 6 --iterations 40"), TIER_ARGS (further arguments for biohit_benchmark.py),
+# LONG_TRAINERS, LONG_STUDY, LONG_STEP_S (seconds per compiled step; default: 0.7 × the network's eager step
+# from `speed`, else 0.065, the compiled T-Unet's 0.055 plus loss and optimiser).
 # A dry run on a CPU machine: DEVICE=cpu SPEED_PATCH="64 96" SPEED_BATCH=2 SPEED_STEPS=1 \
 #   TIER_ARGS="--device cpu --max-size 96 --epochs 1 --iterations 2 --val-iterations 1" bash benchmarks/device_run.sh
 set -euo pipefail
@@ -33,6 +40,7 @@ SPEED_BATCH=${SPEED_BATCH:-7}
 SPEED_STEPS=${SPEED_STEPS:-10}
 END_S=${END_S:-560}
 COMPILE_TIMEOUT_S=${COMPILE_TIMEOUT_S:-150}
+COMPILE_NETWORKS=${COMPILE_NETWORKS:-TUNetFast}  # the compiled T-Unet was measured on 2026-11-26
 SITE=${SITE:-/tmp/nnunet_tongue_site}
 SPEED_JSON=/tmp/network_speed_$DEVICE.json  # $OUT brings back 8 files at most: the .md holds the same
 rm -f "$SPEED_JSON"
@@ -60,7 +68,7 @@ EOF
 
 WORK=/tmp/nnunet_tongue_runs
 TIER=(python3 benchmarks/biohit_benchmark.py --tier gpu --data "$BUNDLE/data" --workdir "$WORK" --results-dir "$OUT")
-if want tier; then  # CPU work: converts and preprocesses while the GPU is timed
+if want tier || want long; then  # CPU work: converts and preprocesses while the GPU is timed
   stamp "preparing the GPU tier's data in the background"
   "${TIER[@]}" ${TIER_ARGS:-} --prepare-only >/tmp/prepare.log 2>&1 &
   PREPARE=$!
@@ -76,7 +84,7 @@ fi
 if want compile; then  # nnU-Net compiles the network by default on CUDA: the T-Unet must compile and train
   stamp "torch.compile'd step (stopped after ${COMPILE_TIMEOUT_S}s)"
   timeout "$COMPILE_TIMEOUT_S" python3 benchmarks/network_speed.py --device "$DEVICE" --patch $SPEED_PATCH \
-    --batch "$SPEED_BATCH" --steps "$SPEED_STEPS" --compile --networks PlainConvUNet TUNet \
+    --batch "$SPEED_BATCH" --steps "$SPEED_STEPS" --compile --networks PlainConvUNet $COMPILE_NETWORKS \
     | tee "$OUT/network_speed_${DEVICE}_compiled.md" || stamp "compiled step FAILED or ran out of time"
 fi
 
@@ -109,6 +117,33 @@ EOF
   fi
   for log in "$WORK"/gpu/train_*.log; do echo "== $log"; tail -n 40 "$log"; done \
     >"$OUT/train_logs_tail.txt" 2>&1 || true
+fi
+
+if want long; then
+  wait "$PREPARE" && stamp "data prepared" || { stamp "preparing the data FAILED:"; tail -n 30 /tmp/prepare.log; }
+  LONG_TRAINERS=${LONG_TRAINERS:-nnUNetTrainerTUNet}
+  # epochs of 50 steps (+2 validation steps) that fit before END_S; 240 s cover start-up, compilation (about
+  # 60 s for the T-Unet), nnU-Net's final validation, segmenting and scoring
+  LONG_EPOCHS=$(python3 - "$SPEED_JSON" "$((END_S - SECONDS - 240))" "${LONG_STEP_S:-}" $LONG_TRAINERS <<'EOF'
+import json, os, sys
+speed_json, seconds, step, trainers = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+if not step:
+    eager = {r["network"]: r["step_s"] for r in json.load(open(speed_json))} if os.path.exists(speed_json) else {}
+    nets = [t.replace("nnUNetTrainer", "").replace("Upright", "") or "PlainConvUNet" for t in trainers]
+    step = 0.7 * sum(eager[n] for n in nets) if all(n in eager for n in nets) else 0.065 * len(trainers)
+print(max(0, int(seconds / (52 * float(step) + 1))))
+EOF
+)
+  if (( LONG_EPOCHS < 2 )); then
+    stamp "long: no time left for 2 epochs; skipped"
+  else
+    stamp "long: $LONG_TRAINERS, $LONG_EPOCHS epochs x 50 iterations, compiled (study ${LONG_STUDY:-long2})"
+    timeout "$((END_S - SECONDS > 60 ? END_S - SECONDS : 60))" "${TIER[@]}" --study "${LONG_STUDY:-long2}" \
+      --trainers $LONG_TRAINERS --epochs "$LONG_EPOCHS" --iterations 50 --val-iterations 2 --compile ${TIER_ARGS:-} \
+      && stamp "long done" || stamp "long FAILED or ran out of time"
+    for log in "$WORK"/gpu/train_"${LONG_STUDY:-long2}"_*.log; do echo "== $log"; tail -n 40 "$log"; done \
+      >"$OUT/train_logs_tail.txt" 2>&1 || true
+  fi
 fi
 
 RUNS=$WORK/gpu
