@@ -10,7 +10,7 @@ from dynamic_network_architectures.building_blocks.unet_residual_decoder import 
 from torch import nn
 
 from nnunet_tongue.networks.fabians_unet import FabiansUNet, fabians_blocks_per_stage
-from nnunet_tongue.networks.from_plans import architecture_for
+from nnunet_tongue.networks.from_plans import TUNET_VARIANTS, architecture_for
 from nnunet_tongue.networks.tunet import TransformerUNet
 from nnunet_tongue.utils_for_tests import default_plans_architecture, instantiate
 
@@ -106,6 +106,22 @@ def test_fast_trainer_builds_a_narrower_transformer_on_the_lean_decoder():
     outputs = net(torch.randn(1, 3, *patch))
     scales = nnUNetTrainerTUNetFast._get_deep_supervision_scales(fake)
     assert [list(o.shape[2:]) for o in outputs] == [[round(p * s) for p, s in zip(patch, sc)] for sc in scales]
+
+
+def test_tunet_variant_options_also_apply_to_plans_the_tunet_planner_wrote():
+    patch = (64, 96)
+    default = default_plans_architecture(patch)
+    planned = architecture_for("TUNet", default, patch)  # what nnUNetTongueTUNetPlanner writes into its plans
+    for options in TUNET_VARIANTS.values():
+        if "token_size" not in options:
+            assert architecture_for("TUNet", planned, patch, **options) == architecture_for("TUNet", default, patch, **options)
+
+
+def test_token8_variant_refuses_plans_planned_for_16_pixel_tokens():
+    patch = (64, 96)
+    planned = architecture_for("TUNet", default_plans_architecture(patch), patch)
+    with pytest.raises(ValueError, match="16-pixel tokens.*default plans"):
+        architecture_for("TUNet", planned, patch, **TUNET_VARIANTS["TUNetToken8"])
 
 
 def test_tunet_gradients_reach_transformer_and_cnn_encoder():

@@ -54,11 +54,20 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
     the embedding dimension. ``lean_decoder`` (T-Unet only): one convolution per decoder stage instead of
     two, and the deeper map projected to the skip's width before upsampling. ``embed_dim`` / ``mlp_ratio``
     (T-Unet only): the transformer's width (default: the plans' width at the token stage) and MLP ratio
-    (default 4).
+    (default 4). Plans that already name ``network`` (a plug-in planner's) are kept; for the T-Unet the
+    decoder, width and MLP options are applied to them too, and a token size they exceed is refused.
     """
     class_name = NETWORKS[network]
     if architecture["network_class_name"] == class_name:
-        return deepcopy(architecture)
+        planned = deepcopy(architecture)
+        if network == "TUNet":
+            kwargs = planned["arch_kwargs"]
+            planned_token = int(np.prod(np.array([np.atleast_1d(s) for s in kwargs["strides"]]), axis=0).max())
+            if planned_token > token_size:
+                raise ValueError(f"these plans fix a T-Unet on {planned_token}-pixel tokens, larger than the "
+                                 f"{token_size} asked for: train this variant on nnU-Net's default plans (no -p)")
+            _apply_tunet_options(kwargs, lean_decoder, embed_dim, mlp_ratio)
+        return planned
     source = architecture["arch_kwargs"]
     kwargs = {k: deepcopy(source[k]) for k in _SHARED_KEYS if k in source}
     n_stages = source["n_stages"]
@@ -75,16 +84,20 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
         token = np.prod(np.array([np.atleast_1d(s) for s in kwargs["strides"]]), axis=0)
         token = np.broadcast_to(token, (len(patch_size),))
         kwargs.update(n_stages=n, n_blocks_per_stage=[1] * (n - 1) + [TUNET_DEPTH],
-                      n_conv_per_stage_decoder=[1 if lean_decoder else 2] * (n - 1),
+                      n_conv_per_stage_decoder=[2] * (n - 1),
                       pos_embed_grid=[int(p // t) for p, t in zip(patch_size, token)])
-        if lean_decoder:
-            kwargs["project_before_upsampling"] = True
-        if embed_dim is not None:
-            kwargs["features_per_stage"][-1] = int(embed_dim)
-        if mlp_ratio is not None:
-            kwargs["mlp_ratio"] = float(mlp_ratio)
+        _apply_tunet_options(kwargs, lean_decoder, embed_dim, mlp_ratio)
     return {"network_class_name": class_name, "arch_kwargs": kwargs,
             "_kw_requires_import": list(architecture["_kw_requires_import"])}
+
+
+def _apply_tunet_options(kwargs: dict, lean_decoder: bool, embed_dim: int | None, mlp_ratio: float | None) -> None:
+    if lean_decoder:
+        kwargs.update(n_conv_per_stage_decoder=[1] * (kwargs["n_stages"] - 1), project_before_upsampling=True)
+    if embed_dim is not None:
+        kwargs["features_per_stage"] = list(kwargs["features_per_stage"])[:-1] + [int(embed_dim)]
+    if mlp_ratio is not None:
+        kwargs["mlp_ratio"] = float(mlp_ratio)
 
 
 def build_network(network: str, configuration_manager, num_input_channels: int, num_output_channels: int,
