@@ -18,11 +18,12 @@ hand-written reading of a tier's run, and ``network_speed.md`` appended). A fini
 repeated when the command is re-run: delete ``benchmarks/runs/<tier>/train_<trainer>.json`` to redo one.
 
 A *study* varies one thing on the tier's data and split: ``--study NAME`` with ``--trainers`` and/or
-``--epochs`` trains into its own results folder and writes ``benchmarks/results/<tier>_study_<NAME>.json``;
+a setting (``--epochs``, ``--lr``, …) trains into its own results folder and writes ``benchmarks/results/<tier>_study_<NAME>.json``;
 the page lists every study of a tier below the tier's table, e.g.
 
     python benchmarks/biohit_benchmark.py --tier cpu --study token8 --trainers nnUNetTrainerTUNetToken8
     python benchmarks/biohit_benchmark.py --tier cpu --study long --trainers nnUNetTrainerTUNet --epochs 32
+    python benchmarks/biohit_benchmark.py --tier cpu --study lr3e-4 --trainers nnUNetTrainerTUNet --lr 3e-4
     python benchmarks/biohit_benchmark.py --tier gpu --study long --trainers nnUNetTrainerTUNet --epochs 24 \
         --iterations 50 --val-iterations 2          # --compile: with nnU-Net's torch.compile
 """
@@ -194,7 +195,8 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
     env = dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"),
                nnUNet_results=str(results_dir), NNUNET_TONGUE_EPOCHS=str(cfg["epochs"]),
                NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
-               NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]))
+               NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]),
+               **({"NNUNET_TONGUE_LR": str(cfg["lr"])} if cfg.get("lr") else {}))
     split = json.loads((data / "biohit_split.json").read_text())
     gt = workdir / "fullres" / "Dataset501_Tongue" / "labelsTs"
     photos = workdir / "test_photos"
@@ -320,7 +322,8 @@ def study_table(tier: dict, studies: list[dict]) -> list[str]:
 
     def row(label: str, name: str, t: dict, budget: dict) -> str:
         m = t["metrics"]
-        return (f"| {label} | {name} | {budget['epochs']} × {budget['iterations']} | {_metric(m['dice'], 100, 'min')} | "
+        schedule = f"{budget['epochs']} × {budget['iterations']}" + (f", lr {budget['lr']:g}" if budget.get("lr") else "")
+        return (f"| {label} | {name} | {schedule} | {_metric(m['dice'], 100, 'min')} | "
                 f"{_metric(m['iou'], 100, 'min')} | {_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} |")
 
     reference = tier["trainers"].get("nnUNetTrainerTUNet")
@@ -427,6 +430,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, help="epochs instead of the tier's")
     p.add_argument("--iterations", type=int, help="training iterations per epoch instead of the tier's")
     p.add_argument("--val-iterations", type=int, help="validation iterations per epoch instead of the tier's")
+    p.add_argument("--lr", type=float, help="initial learning rate instead of each trainer's (NNUNET_TONGUE_LR)")
     p.add_argument("--max-size", type=int, help="longest side for training instead of the tier's (needs a fresh --workdir)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="instead of the tier's (a dry run of the GPU tier: cpu)")
     p.add_argument("--compile", action="store_true",
@@ -440,7 +444,7 @@ def main() -> int:
                    help="only convert and preprocess the tier's data into --workdir (e.g. while the GPU does other work)")
     args = p.parse_args()
     overrides = {key: value for key, value in (("epochs", args.epochs), ("iterations", args.iterations),
-                                                ("val_iterations", args.val_iterations),
+                                                ("val_iterations", args.val_iterations), ("lr", args.lr),
                                                 ("max_size", args.max_size), ("device", args.device))
                  if value is not None}
     if args.compile:

@@ -86,6 +86,18 @@ def test_budget_variant_keeps_its_parents_optimiser(initialised, monkeypatch):
     assert trainer.lr_scheduler.warmup_steps == 1
 
 
+def test_budget_variant_trains_with_the_learning_rate_from_the_environment(initialised, monkeypatch):
+    monkeypatch.setenv("NNUNET_TONGUE_LR", "3e-4")
+    trainer = initialised(budget.nnUNetTrainerTUNet_Budget)
+    assert trainer.initial_lr == 3e-4 and trainer.lr_scheduler.initial_lr == 3e-4
+
+
+def test_budget_variant_refuses_a_learning_rate_that_is_not_a_positive_number(constructed, monkeypatch):
+    monkeypatch.setenv("NNUNET_TONGUE_LR", "fast")
+    with pytest.raises(ValueError, match="NNUNET_TONGUE_LR='fast'"):
+        constructed(budget.nnUNetTrainerTUNet_Budget)
+
+
 @pytest.mark.parametrize("name", PLUGIN)
 def test_optimiser_is_built_the_way_nnunets_multi_gpu_path_calls_it(constructed, process_group, name):
     # with -num_gpus, nnU-Net's initialize() calls configure_optimizers() while is_ddp is already true but

@@ -7,7 +7,8 @@
 - ``NNUNET_TONGUE_ITERATIONS``      (training iterations per epoch)
 - ``NNUNET_TONGUE_VAL_ITERATIONS``  (validation iterations per epoch)
 
-when they are set; unset ones keep the trainer's default. Everything else is the parent trainer,
+when they are set, and the initial learning rate from ``NNUNET_TONGUE_LR`` (a positive number); unset
+ones keep the trainer's default. Everything else is the parent trainer,
 so a budget run compares architectures and optimisers on equal terms. On CUDA they also record the
 training's peak GPU memory (``torch.cuda.max_memory_allocated``) in ``fold_N/cuda_memory.json``.
 """
@@ -52,8 +53,22 @@ def _positive_int(variable: str) -> int | None:
     return value
 
 
+def _positive_float(variable: str) -> float | None:
+    raw = os.environ.get(variable)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{variable}={raw!r}: must be a positive number such as 3e-4 (or unset for the default)")
+    return value
+
+
 class BudgetMixin:
-    """Reads the training budget from the environment after the parent trainer set its defaults."""
+    """Reads the training budget (and learning rate) from the environment after the parent trainer set its
+    defaults."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -62,6 +77,9 @@ class BudgetMixin:
             value = _positive_int(variable)
             if value is not None:
                 setattr(self, attribute, value)
+        lr = _positive_float("NNUNET_TONGUE_LR")
+        if lr is not None:
+            self.initial_lr = lr
 
     def on_train_end(self):
         super().on_train_end()
