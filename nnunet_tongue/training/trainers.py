@@ -80,6 +80,12 @@ class nnUNetTrainerTUNet(AdamWWarmupTrainer):
     variant = "TUNet"  # a key of TUNET_VARIANTS: the options its network is built with
     build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
 
+    def __init_subclass__(cls, **kwargs):
+        """A subclass that names another ``variant`` builds that variant."""
+        super().__init_subclass__(**kwargs)
+        if "variant" in cls.__dict__:
+            cls.build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[cls.variant])
+
     def _get_deep_supervision_scales(self):
         """One scale per decoder output: the T-Unet's own strides, not those of the plans' PlainConvUNet."""
         if not self.enable_deep_supervision:
@@ -95,7 +101,6 @@ class nnUNetTrainerTUNetToken8(nnUNetTrainerTUNet):
     """T-Unet on 8×8 patches: a 4× larger token grid; its width is the plans' stride-8 stage (256 by default)."""
 
     variant = "TUNetToken8"
-    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
 
 
 class nnUNetTrainerTUNetLean(nnUNetTrainerTUNet):
@@ -103,7 +108,6 @@ class nnUNetTrainerTUNetLean(nnUNetTrainerTUNet):
     width before upsampling (fewer operations per step than :class:`nnUNetTrainerTUNet`)."""
 
     variant = "TUNetLean"
-    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
 
 
 class nnUNetTrainerTUNetFast(nnUNetTrainerTUNet):
@@ -111,7 +115,6 @@ class nnUNetTrainerTUNetFast(nnUNetTrainerTUNet):
     a 384-wide transformer (instead of the plans' 512) and MLP ratio 2."""
 
     variant = "TUNetFast"
-    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
 
 
 class UprightPhotoAugmentation:
