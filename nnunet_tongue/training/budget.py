@@ -40,29 +40,18 @@ BUDGET_VARIABLES = {
 }
 
 
-def _positive_int(variable: str) -> int | None:
+def _positive(variable: str, kind: type = int) -> int | float | None:
+    """The environment variable's value as a positive ``kind`` (int or float); None when it is unset or empty."""
     raw = os.environ.get(variable)
     if raw is None or raw.strip() == "":
         return None
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ValueError(f"{variable}={raw!r}: must be a positive whole number (or unset for the default)")
-    return value
-
-
-def _positive_float(variable: str) -> float | None:
-    raw = os.environ.get(variable)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
     if not value > 0:
-        raise ValueError(f"{variable}={raw!r}: must be a positive number such as 3e-4 (or unset for the default)")
+        what = "whole number" if kind is int else "number such as 3e-4"
+        raise ValueError(f"{variable}={raw!r}: must be a positive {what} (or unset for the default)")
     return value
 
 
@@ -74,10 +63,10 @@ class BudgetMixin:
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         for attribute, variable in BUDGET_VARIABLES.items():
-            value = _positive_int(variable)
+            value = _positive(variable)
             if value is not None:
                 setattr(self, attribute, value)
-        lr = _positive_float("NNUNET_TONGUE_LR")
+        lr = _positive("NNUNET_TONGUE_LR", float)
         if lr is not None:
             self.initial_lr = lr
 
