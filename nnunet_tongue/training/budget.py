@@ -33,14 +33,16 @@ from nnunet_tongue.training.trainers import (
     nnUNetTrainerTUNetUpright,
 )
 
+#: trainer attribute -> (environment variable, type of its positive value)
 BUDGET_VARIABLES = {
-    "num_epochs": "NNUNET_TONGUE_EPOCHS",
-    "num_iterations_per_epoch": "NNUNET_TONGUE_ITERATIONS",
-    "num_val_iterations_per_epoch": "NNUNET_TONGUE_VAL_ITERATIONS",
+    "num_epochs": ("NNUNET_TONGUE_EPOCHS", int),
+    "num_iterations_per_epoch": ("NNUNET_TONGUE_ITERATIONS", int),
+    "num_val_iterations_per_epoch": ("NNUNET_TONGUE_VAL_ITERATIONS", int),
+    "initial_lr": ("NNUNET_TONGUE_LR", float),
 }
 
 
-def _positive(variable: str, kind: type = int) -> int | float | None:
+def _positive(variable: str, kind: type) -> int | float | None:
     """The environment variable's value as a positive ``kind`` (int or float); None when it is unset or empty."""
     raw = os.environ.get(variable)
     if raw is None or raw.strip() == "":
@@ -62,13 +64,10 @@ class BudgetMixin:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        for attribute, variable in BUDGET_VARIABLES.items():
-            value = _positive(variable)
+        for attribute, (variable, kind) in BUDGET_VARIABLES.items():
+            value = _positive(variable, kind)
             if value is not None:
                 setattr(self, attribute, value)
-        lr = _positive("NNUNET_TONGUE_LR", float)
-        if lr is not None:
-            self.initial_lr = lr
 
     def on_train_end(self):
         super().on_train_end()

@@ -7,7 +7,7 @@
   :class:`nnUNetTrainerTUNetLean`: with a lean decoder; :class:`nnUNetTrainerTUNetFast`: sized below
   PlainConvUNet's operations per step; :class:`nnUNetTrainerTUNetUpright`: with augmentation for upright photos.
 
-All three train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
+All of them train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
 updates skipped). :class:`nnUNetTrainerResUNetSGD` and :class:`nnUNetTrainerFabiansUNetSGD` keep
 nnU-Net's own SGD schedule for the residual networks (docs/benchmarks.md compares the two).
 """
