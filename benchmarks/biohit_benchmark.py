@@ -164,12 +164,18 @@ def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
 
+def nnunet_env(workdir: Path, **extra: str) -> dict:
+    """The environment nnU-Net's commands run in for ``workdir`` (its raw and preprocessed folders)."""
+    return dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"),
+                **extra)
+
+
 def prepare(workdir: Path, max_size: int | None, data: Path) -> Path:
     """Convert BioHit (at ``max_size`` for training, and at full resolution for scoring) and run the stock
     plan and preprocess, unless ``workdir`` already holds them; return the raw dataset folder."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "benchmark.log"
-    env = dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"))
+    env = nnunet_env(workdir)
     dataset = workdir / "raw" / "Dataset501_Tongue"
     if not dataset.exists():
         resize = ["--max-size", str(max_size)] if max_size else []
@@ -192,11 +198,10 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
     log = workdir / "benchmark.log"
     prefix = f"{study}_" if study else ""  # a study's trainings, predictions and reports stay apart
     results_dir = workdir / f"{prefix}results"
-    env = dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"),
-               nnUNet_results=str(results_dir), NNUNET_TONGUE_EPOCHS=str(cfg["epochs"]),
-               NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
-               NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]),
-               **({"NNUNET_TONGUE_LR": str(cfg["lr"])} if cfg.get("lr") else {}))
+    env = nnunet_env(workdir, nnUNet_results=str(results_dir), NNUNET_TONGUE_EPOCHS=str(cfg["epochs"]),
+                     NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
+                     NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]),
+                     **({"NNUNET_TONGUE_LR": str(cfg["lr"])} if cfg.get("lr") else {}))
     split = json.loads((data / "biohit_split.json").read_text())
     gt = workdir / "fullres" / "Dataset501_Tongue" / "labelsTs"
     photos = workdir / "test_photos"
