@@ -7,7 +7,7 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged):
 1. ``nnunet-tongue convert`` BioHit with ``biohit_split.json`` (240 train / 60 held-out test), downscaled
    to ``--max-size`` for training; a second, full-resolution conversion gives the test ground truth (inverted
    upstream masks fixed the same way);
-2. ``nnUNetv2_plan_and_preprocess``; 3. ``nnUNetv2_train 501 2d 0 -tr <trainer>_Budget`` for each trainer
+2. ``nnUNetv2_plan_and_preprocess``; 3. ``nnUNetv2_train 501 2d 0 -tr <trainer>_<E>epochs_<I>its_<V>val`` for each trainer (the budget in the name)
    (the CPU tier adds the residual networks trained with nnU-Net's SGD, ``*SGD``, for the optimiser study);
 4. ``nnunet-tongue segment`` on the 60 original test photos (masks at 768×576, no mirroring);
 5. ``nnunet-tongue evaluate`` against the full-resolution ground truth.
@@ -153,21 +153,24 @@ def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
     import numpy as np
     from PIL import Image
 
+    from nnunet_tongue.evaluation.metrics import dice
+
     scores = []
     for truth_path in sorted(full_labels.glob("*.png")):
         truth = np.asarray(Image.open(truth_path)) > 0
         small = np.asarray(Image.open(training_labels / truth_path.name)).astype(np.float32)
         if small.shape != truth.shape:
             small = np.asarray(Image.fromarray(small).resize(truth.shape[::-1], Image.Resampling.BILINEAR))
-        back = small >= 0.5
-        scores.append(200 * (truth & back).sum() / (truth.sum() + back.sum()))
+        scores.append(100 * dice(small >= 0.5, truth))
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)), "min": float(np.min(scores))}
 
 
 def nnunet_env(workdir: Path, **extra: str) -> dict:
-    """The environment nnU-Net's commands run in for ``workdir`` (its raw and preprocessed folders)."""
-    return dict(os.environ, nnUNet_raw=str(workdir / "raw"), nnUNet_preprocessed=str(workdir / "preprocessed"),
-                **extra)
+    """The environment nnU-Net's commands run in for ``workdir`` (its raw and preprocessed folders; nnU-Net's
+    own worker counts unless the caller's environment sets them)."""
+    from nnunet_tongue.workspace import NnUNetWorkspace
+
+    return NnUNetWorkspace(workdir, processes=None, extra=extra).environment()
 
 
 def prepare(workdir: Path, max_size: int | None, data: Path) -> Path:
@@ -198,10 +201,11 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
     log = workdir / "benchmark.log"
     prefix = f"{study}_" if study else ""  # a study's trainings, predictions and reports stay apart
     results_dir = workdir / f"{prefix}results"
-    env = nnunet_env(workdir, nnUNet_results=str(results_dir), NNUNET_TONGUE_EPOCHS=str(cfg["epochs"]),
-                     NNUNET_TONGUE_ITERATIONS=str(cfg["iterations"]),
-                     NNUNET_TONGUE_VAL_ITERATIONS=str(cfg["val_iterations"]),
-                     **({"NNUNET_TONGUE_LR": str(cfg["lr"])} if cfg.get("lr") else {}))
+    env = nnunet_env(workdir, nnUNet_results=str(results_dir))
+    from nnunet_tongue.training.budget import budget_trainer_name
+
+    budgeted = {t: budget_trainer_name(t, cfg["epochs"], cfg["iterations"], cfg["val_iterations"], cfg.get("lr"))
+                for t in trainers}
     split = json.loads((data / "biohit_split.json").read_text())
     gt = workdir / "fullres" / "Dataset501_Tongue" / "labelsTs"
     photos = workdir / "test_photos"
@@ -221,7 +225,7 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                **({"gpu": gpu_name()} if cfg["device"] == "cuda" else {}),
                "n_test": len(split["test"]), "trainers": {},
                "resolution_ceiling_dice": resolution_ceiling(dataset / "labelsTs", gt)}
-    models = {t: results_dir / "Dataset501_Tongue" / f"{t}_Budget__nnUNetPlans__2d" for t in trainers}
+    models = {t: results_dir / "Dataset501_Tongue" / f"{budgeted[t]}__nnUNetPlans__2d" for t in trainers}
     timings = {t: workdir / f"train_{prefix}{t}.json" for t in trainers}  # a finished training is not repeated
     pending = [t for t in trainers if not timings[t].exists()]
     parallel = min(cfg.get("parallel", 1), len(trainers))  # a study of one trainer runs it alone
@@ -234,7 +238,7 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
         running = []
         for trainer in pending[first:first + parallel]:
             train_log = workdir / f"train_{prefix}{trainer}.log"
-            running.append((trainer, train_log, *start(["nnUNetv2_train", "501", "2d", "0", "-tr", f"{trainer}_Budget",
+            running.append((trainer, train_log, *start(["nnUNetv2_train", "501", "2d", "0", "-tr", budgeted[trainer],
                                                         "-device", cfg["device"]], train_env, train_log)))
         for trainer, train_log, proc, started in running:
             try:
@@ -249,7 +253,7 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
             continue
         model = models[trainer]
         train_s, train_rss, cores = json.loads(timings[trainer].read_text())
-        cuda_memory = model / "fold_0" / "cuda_memory.json"  # written by the _Budget trainers on CUDA
+        cuda_memory = model / "fold_0" / "cuda_memory.json"  # written by the budget trainers on CUDA
         seg = workdir / f"segmented_{prefix}{trainer}"
         seg_s, seg_rss, _ = run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model),
                               "-f", "0", "-device", cfg["device"], "--no-mirroring", "--overwrite", "--no-progress"],
@@ -435,7 +439,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, help="epochs instead of the tier's")
     p.add_argument("--iterations", type=int, help="training iterations per epoch instead of the tier's")
     p.add_argument("--val-iterations", type=int, help="validation iterations per epoch instead of the tier's")
-    p.add_argument("--lr", type=float, help="initial learning rate instead of each trainer's (NNUNET_TONGUE_LR)")
+    p.add_argument("--lr", type=float, help="initial learning rate instead of each trainer's (in the trainer's name)")
     p.add_argument("--max-size", type=int, help="longest side for training instead of the tier's (needs a fresh --workdir)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="instead of the tier's (a dry run of the GPU tier: cpu)")
     p.add_argument("--compile", action="store_true",

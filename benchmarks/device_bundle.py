@@ -29,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from biohit_benchmark import BIOHIT  # ../shared/data beside the checkout
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,7 +165,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / ".device", help="bundle folder (default .device, git-ignored)")
     p.add_argument("--python-version", default="3.12", help="the device's Python (3.12)")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="BioHit folder to carry")
+    p.add_argument("--data", type=Path, default=BIOHIT, help="BioHit folder to carry")
     p.add_argument("--no-data", action="store_true", help="wheels and stubs only")
     args = p.parse_args()
     if args.out.exists():

@@ -149,7 +149,7 @@ fi
 RUNS=$WORK/gpu
 if want cpu && [[ -d "$RUNS/segmented_nnUNetTrainerTUNet/masks" ]]; then
   stamp "the $DEVICE-trained T-Unet segments on CPU"
-  MODEL=$RUNS/results/Dataset501_Tongue/nnUNetTrainerTUNet_Budget__nnUNetPlans__2d
+  MODEL=$(ls -d "$RUNS"/results/Dataset501_Tongue/nnUNetTrainerTUNet_*epochs_*its*__nnUNetPlans__2d | head -n 1)
   mkdir -p /tmp/cpu_photos
   for f in $(ls "$RUNS"/test_photos | head -n 3); do ln -sf "$(readlink -f "$RUNS/test_photos/$f")" /tmp/cpu_photos/; done
   CUDA_VISIBLE_DEVICES= nnunet-tongue segment -i /tmp/cpu_photos -o /tmp/cpu_segmented -m "$MODEL" -f 0 \

@@ -1,7 +1,7 @@
 """Training-step time and peak memory of each network at one nnU-Net 2d patch and batch size.
 
 Compares nnU-Net's default PlainConvUNet with the plug-in networks, all built from the same default
-plans entry (``nnunet_tongue.utils_for_tests.default_plans_architecture``), with deep supervision and
+plans entry (``nnunet_tongue.networks.from_plans.default_plans_architecture``), with deep supervision and
 nnU-Net's Dice+CE loss left out (network forward + backward of a mean-squared loss on all outputs).
 
 CPU: each network runs in its own subprocess; peak memory is that process's peak RSS growth over the
@@ -43,15 +43,15 @@ def count_flops(network: str, patch: list[int]) -> float:
 
 
 def _build(network: str, patch: list[int]):
-    from nnunet_tongue.networks.from_plans import TUNET_VARIANTS, architecture_for
-    from nnunet_tongue.utils_for_tests import default_plans_architecture, instantiate
+    from nnunet_tongue.networks.from_plans import (TUNET_VARIANTS, architecture_for, build_from_architecture,
+                                                   default_plans_architecture)
 
     arch = default_plans_architecture(patch)
     if network in TUNET_VARIANTS:
         arch = architecture_for("TUNet", arch, patch, **TUNET_VARIANTS[network])
     elif network != "PlainConvUNet":
         arch = architecture_for(network, arch, patch)
-    return instantiate(arch, deep_supervision=True)
+    return build_from_architecture(arch, deep_supervision=True)
 
 
 def measure(network: str, patch: list[int], batch: int, device: str, steps: int, dtype: str,

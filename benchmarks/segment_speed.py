@@ -30,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+from biohit_benchmark import BIOHIT as DEFAULT_DATA  # ../shared/data beside the checkout
 
 HEADER = ("| model | folds | device | threads | mirroring | step | post | photo | network input | N | s/photo "
           "(mean) | median | max | infer s | CPU s/photo | load s | peak RSS MiB | load avg |\n"
@@ -80,12 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                                 tile_step_size=args.step_size,
                                 max_size="model" if args.max_size is None else args.max_size)
     load_s = time.perf_counter() - t0
-    postprocess = not args.no_postprocess
+    postprocess = segmenter.postprocess
     with tempfile.TemporaryDirectory() as tmp:
-        segment_photos(photos[:1], Path(tmp) / "warmup", segmenter=segmenter, postprocess=postprocess, progress=False)
+        segment_photos(photos[:1], Path(tmp) / "warmup", segmenter, progress=False)
         cpu0 = time.process_time()
-        report = segment_photos(photos, Path(tmp) / "run", segmenter=segmenter, postprocess=postprocess,
-                                progress=False)
+        report = segment_photos(photos, Path(tmp) / "run", segmenter, progress=False)
         cpu_per_photo = (time.process_time() - cpu0) / len(photos)
     if report.failures:
         print(f"failures: {report.failures}", file=sys.stderr)

@@ -4,4 +4,4 @@ Kept import-light on purpose: ``nnunet_tongue.pth`` imports this package at ever
 start-up to register the trainers (see :mod:`nnunet_tongue.registration`).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -12,7 +12,7 @@ import sys
 #: sub-command -> (module with ``main(argv)``, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("nnunet_tongue.demo", "synthetic tongue photos -> plan -> train T-Unet -> segment -> evaluate (CPU, minutes)"),
-    "convert": ("nnunet_tongue.dataset_conversion.convert", "tongue photos + masks / LabelMe / BioHit -> nnU-Net raw dataset"),
+    "convert": ("nnunet_tongue.conversion.convert", "tongue photos + masks / LabelMe / BioHit -> nnU-Net raw dataset"),
     "plan_and_preprocess": ("nnunet_tongue.planning.plan_and_preprocess", "nnUNetv2_plan_and_preprocess with the plug-in planners (-pl)"),
     "segment": ("nnunet_tongue.inference.segment", "photos -> masks, cut-outs, overlays and a JSON line per photo"),
     "evaluate": ("nnunet_tongue.evaluation.evaluate", "predicted vs ground-truth masks -> Dice/IoU/HD95/ASSD, CSV, report"),

@@ -3,7 +3,7 @@
 1. writes synthetic tongue photos (JPEG) and masks (0/255 PNG), as a user would have them;
 2. ``nnunet-tongue convert`` → ``Dataset501_Tongue`` in nnU-Net's raw format;
 3. stock ``nnUNetv2_plan_and_preprocess``;
-4. stock ``nnUNetv2_train ... -tr nnUNetTrainerTUNet_Budget`` (T-Unet, short budget);
+4. stock ``nnUNetv2_train ... -tr nnUNetTrainerTUNet_5epochs_20its_5val`` (the T-Unet on a short budget);
 5. ``nnunet-tongue segment`` on held-out photos (masks, cut-outs, overlays);
 6. ``nnunet-tongue evaluate`` against their masks (Dice/IoU/HD95/ASSD, worst-case sheet).
 
@@ -13,16 +13,14 @@ Everything lives under ``--workdir``; nnU-Net's folders are set to sub-folders o
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
+import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 DATASET_ID = 501
-TRAINER = "nnUNetTrainerTUNet_Budget"
+TRAINER = "nnUNetTrainerTUNet"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,17 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(cmd: list[str], env: dict, log: Path) -> None:
-    """Run a console script of this environment, echo the command, keep its output in ``log``."""
-    print(f"$ {shlex.join(cmd)}", flush=True)
-    exe = Path(sys.executable).parent / cmd[0]
-    with open(log, "a") as f:
-        proc = subprocess.run([str(exe), *cmd[1:]], env=env, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = log.read_text()[-3000:]
-        raise SystemExit(f"nnunet-tongue demo: {cmd[0]} failed (exit {proc.returncode}); log: {log}\n{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     work = args.workdir.resolve()
@@ -62,44 +49,47 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     started = time.time()
     log = work / "demo.log"
-    env = dict(os.environ, nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
-               nnUNet_results=str(work / "nnUNet_results"), nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
-               nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "2"),
-               NNUNET_TONGUE_EPOCHS=str(args.epochs), NNUNET_TONGUE_ITERATIONS=str(args.iterations),
-               NNUNET_TONGUE_VAL_ITERATIONS="5")
-    os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-
     from nnunet_tongue.synthetic import write_photo_folder
+    from nnunet_tongue.training.budget import budget_trainer_name
+    from nnunet_tongue.workspace import CommandFailed, NnUNetWorkspace
 
-    print(f"[1/6] synthetic tongue photos -> {work / 'photos'}", flush=True)
-    photos = write_photo_folder(work / "photos", args.photos, seed=1)
-    heldout = write_photo_folder(work / "heldout", args.heldout, seed=2)
+    nnunet = NnUNetWorkspace(work / "nnUNet").create()
+    trainer = budget_trainer_name(TRAINER, args.epochs, args.iterations, val_iterations=5)
 
-    print("[2/6] convert to nnU-Net's raw format", flush=True)
-    _run(["nnunet-tongue", "convert", str(photos), "-o", env["nnUNet_raw"], "-d", str(DATASET_ID), "--no-progress"],
-         env, log)
+    def run(*command: str) -> None:
+        nnunet.run(*command, log=log, echo=True)
 
-    print("[3/6] plan and preprocess (stock nnU-Net)", flush=True)
-    _run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-npfp", "2", "-np", "2",
-          "--verify_dataset_integrity", "--no_pbar"], env, log)
+    try:
+        print(f"[1/6] synthetic tongue photos -> {work / 'photos'}", flush=True)
+        photos = write_photo_folder(work / "photos", args.photos, seed=1)
+        heldout = write_photo_folder(work / "heldout", args.heldout, seed=2)
 
-    print(f"[4/6] train T-Unet: {args.epochs} epochs x {args.iterations} iterations (stock nnUNetv2_train)",
-          flush=True)
-    _run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", args.device], env, log)
-    model = work / "nnUNet_results" / f"Dataset{DATASET_ID:03d}_Tongue" / f"{TRAINER}__nnUNetPlans__2d"
+        print("[2/6] convert to nnU-Net's raw format", flush=True)
+        run("nnunet-tongue", "convert", str(photos), "-o", str(nnunet.raw), "-d", str(DATASET_ID), "--no-progress")
 
-    print("[5/6] segment the held-out photos", flush=True)
-    segmented = work / "segmented"
-    _run(["nnunet-tongue", "segment", "-i", str(heldout / "images"), "-o", str(segmented), "-m", str(model),
-          "-f", "0", "-device", args.device, "--no-progress"], env, log)
+        print("[3/6] plan and preprocess (stock nnU-Net)", flush=True)
+        run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-npfp", "2", "-np", "2",
+            "--verify_dataset_integrity", "--no_pbar")
 
-    print("[6/6] evaluate against their masks", flush=True)
-    report = work / "evaluation"
-    _run(["nnunet-tongue", "evaluate", "-p", str(segmented / "masks"), "-g", str(heldout / "masks"),
-          "-o", str(report), "--images", str(heldout / "images")], env, log)
+        print(f"[4/6] train T-Unet: {args.epochs} epochs x {args.iterations} iterations (stock nnUNetv2_train)",
+              flush=True)
+        run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", args.device)
+        model = nnunet.results / f"Dataset{DATASET_ID:03d}_Tongue" / f"{trainer}__nnUNetPlans__2d"
+
+        print("[5/6] segment the held-out photos", flush=True)
+        segmented = work / "segmented"
+        run("nnunet-tongue", "segment", "-i", str(heldout / "images"), "-o", str(segmented), "-m", str(model),
+            "-f", "0", "-device", args.device, "--no-progress")
+
+        print("[6/6] evaluate against their masks", flush=True)
+        report = work / "evaluation"
+        run("nnunet-tongue", "evaluate", "-p", str(segmented / "masks"), "-g", str(heldout / "masks"),
+            "-o", str(report), "--images", str(heldout / "images"))
+    except CommandFailed as failure:
+        print(f"nnunet-tongue demo: {failure}", file=sys.stderr)
+        return 1
 
     from nnunet_tongue.evaluation.report import format_summary
-    import json
 
     summary = json.loads((report / "summary.json").read_text())
     print()

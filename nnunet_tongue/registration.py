@@ -12,8 +12,12 @@ Switch it off with ``NNUNET_TONGUE_AUTOREGISTER=0``; then add the folder yoursel
 
 import os
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
 #: Folder of thin modules that only re-export the plug-in trainer classes (absolute imports).
-TRAINER_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnUNet_extTrainer")
+TRAINER_FOLDER = os.path.join(_HERE, "nnUNet_extTrainer")
+#: Folder for short-budget trainers (``nnUNetTrainerTUNet_5epochs_10its``): tests, demo and benchmarks add it
+#: themselves; it is never registered at start-up.
+BUDGET_TRAINER_FOLDER = os.path.join(_HERE, "training", "budget_trainers")
 ENV_TRAINERS = "nnUNet_extTrainer"
 ENV_SWITCH = "NNUNET_TONGUE_AUTOREGISTER"
 
@@ -22,11 +26,11 @@ def autoregister_enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def add_trainer_folder(environ: "os._Environ | dict" = os.environ) -> None:
-    """Append :data:`TRAINER_FOLDER` to ``nnUNet_extTrainer`` in ``environ`` unless it is listed."""
+def add_trainer_folder(environ: "os._Environ | dict" = os.environ, folder: str = TRAINER_FOLDER) -> None:
+    """Append ``folder`` to ``nnUNet_extTrainer`` in ``environ`` unless it is listed."""
     current = [p for p in environ.get(ENV_TRAINERS, "").split(os.pathsep) if p]
-    if TRAINER_FOLDER not in current:
-        environ[ENV_TRAINERS] = os.pathsep.join(current + [TRAINER_FOLDER])
+    if folder not in current:
+        environ[ENV_TRAINERS] = os.pathsep.join(current + [folder])
 
 
 def register_at_startup() -> None:

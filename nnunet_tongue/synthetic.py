@@ -93,13 +93,6 @@ def write_raw_dataset(
     return folder
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two binary masks (1.0 when both are empty)."""
-    a, b = a.astype(bool), b.astype(bool)
-    denom = a.sum() + b.sum()
-    return 1.0 if denom == 0 else float(2 * np.logical_and(a, b).sum() / denom)
-
-
 if __name__ == "__main__":  # quick look: python -m nnunet_tongue.synthetic out_dir
     import sys
 

@@ -1,4 +1,4 @@
-"""Specification of ``nnunet-tongue convert`` (dataset_conversion/): small photos and masks made in tmp_path."""
+"""Specification of ``nnunet-tongue convert`` (nnunet_tongue/conversion/): small photos and masks made in tmp_path."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnunet_tongue.dataset_conversion.convert import ConversionError, convert_dataset, main
-from nnunet_tongue.dataset_conversion.images import scaled_size
-from nnunet_tongue.dataset_conversion.masks import looks_inverted
-from nnunet_tongue.dataset_conversion.naming import case_id
-from nnunet_tongue.dataset_conversion.output import CASES_CSV, CONVERSION_KEY, CSV_COLUMNS, REPORT_JSON, REPORT_TXT
+from nnunet_tongue.conversion.convert import ConversionError, convert_dataset, main
+from nnunet_tongue.photos import scaled_size
+from nnunet_tongue.conversion.masks import looks_inverted
+from nnunet_tongue.conversion.naming import case_id
+from nnunet_tongue.conversion import CONVERSION_KEY
+from nnunet_tongue.conversion.output import CASES_CSV, CSV_COLUMNS, REPORT_JSON, REPORT_TXT
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -732,10 +733,10 @@ def test_nnunet_tongue_convert_dispatches_here(tmp_path):
     assert len(list((tmp_path / "raw" / DATASET / "imagesTs").iterdir())) == 2
 
 
-def test_runs_as_a_script_from_the_checkout(tmp_path):
+def test_runs_as_a_python_module(tmp_path):
     source = paired(tmp_path / "src")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "dataset_conversion" / "convert.py"), str(source), "-o", str(tmp_path / "raw"), "-j", "2", "--no-progress", "--folds", "2"],
+        [sys.executable, "-m", "nnunet_tongue.conversion.convert", str(source), "-o", str(tmp_path / "raw"), "-j", "2", "--no-progress", "--folds", "2"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnunet_tongue.dataset_conversion.convert import convert_dataset
+from conftest import SHARED_DATA
+from nnunet_tongue.conversion.convert import convert_dataset
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 #: upstream masks with tongue = 0 and background = 255
 INVERTED = {"266", "278", "284"}
 #: upstream masks with stray 1-3 px specks away from the tongue

@@ -12,14 +12,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from conftest import SHARED_DATA
 from nnunet_tongue import cli
 from nnunet_tongue.evaluation.cases import EvaluationError, find_photos
 from nnunet_tongue.evaluation.evaluate import REPORT_FILES, evaluate_folders, main
 from nnunet_tongue.evaluation.metrics import binary_metrics
 from nnunet_tongue.evaluation.report import CSV_COLUMNS
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BIOHIT = DATA / "biohit"
+BIOHIT = SHARED_DATA / "biohit"
 
 
 def square(shape: tuple[int, int], top: int, left: int, side: int) -> np.ndarray:

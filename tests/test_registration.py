@@ -37,10 +37,25 @@ def test_stock_trainer_lookup_returns_the_package_classes():
             "print(','.join(find(n).__module__ for n in "
             "['nnUNetTrainerTUNet', 'nnUNetTrainerResUNet', 'nnUNetTrainerFabiansUNet', 'nnUNetTrainerResUNetSGD', "
             "'nnUNetTrainerFabiansUNetSGD', 'nnUNetTrainerTUNetToken8', 'nnUNetTrainerTUNetLean', 'nnUNetTrainerTUNetFast', "
-            "'nnUNetTrainerTUNetUpright', 'nnUNetTrainer_Budget', 'nnUNetTrainerResUNetSGD_Budget', "
-            "'nnUNetTrainerTUNetToken8_Budget', 'nnUNetTrainerTUNetLean_Budget', 'nnUNetTrainerTUNetFast_Budget', "
-            "'nnUNetTrainerTUNetUpright_Budget']))")
-    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 9 + ["nnunet_tongue.training.budget"] * 6
+            "'nnUNetTrainerTUNetUpright']))")
+    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 9
+
+
+def test_budget_trainers_are_not_on_the_production_search_path():
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find\n"
+            "try:\n    find('nnUNetTrainerTUNet_5epochs_10its'); print('found')\n"
+            "except RuntimeError:\n    print('not found')")
+    assert python(code) == "not found"
+
+
+def test_budget_trainers_are_found_where_the_workspace_runs_nnunet(tmp_path: Path):
+    from nnunet_tongue.workspace import NnUNetWorkspace
+
+    env = NnUNetWorkspace(tmp_path).environment()
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
+            "t = find('nnUNetTrainerResUNet_5epochs_10its_2val'); "
+            "print(t.__module__, t.budget['num_epochs'], t.__mro__[2].__name__)")
+    assert python(code, nnUNet_extTrainer=env["nnUNet_extTrainer"]) == "nnunet_tongue.training.budget 5 nnUNetTrainerResUNet"
 
 
 def test_a_users_own_external_trainer_still_resolves(tmp_path: Path):

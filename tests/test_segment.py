@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnunet_tongue.inference.photos import list_photos, load_photo
+from nnunet_tongue.photos import list_photos, load_photo
 from nnunet_tongue.inference.postprocess import fill_holes, largest_component, postprocess_mask
 from nnunet_tongue.inference.segment import OutputExistsError, main, segment_photos
+from nnunet_tongue.conversion import CONVERSION_KEY
 from nnunet_tongue.inference.segmenter import (
-    CONVERSION_KEY,
     ModelError,
     TongueSegmenter,
     model_folder_from_dataset,
@@ -119,7 +119,7 @@ def test_refuses_to_overwrite_up_front(tmp_path, photo_rgb, capsys):
     (out / "masks").mkdir(parents=True)
     (out / "masks" / "b.png").write_bytes(b"keep me")
     with pytest.raises(OutputExistsError) as info:
-        segment_photos([tmp_path / "a.jpg", tmp_path / "b.jpg"], out, model_folder=tmp_path / "no-model")
+        segment_photos([tmp_path / "a.jpg", tmp_path / "b.jpg"], out, lambda: TongueSegmenter(tmp_path / "no-model"))
     assert info.value.clashes == [out / "masks" / "b.png"]
     assert main(["-i", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "-o", str(out), "-m",
                  str(tmp_path / "no-model"), "--no-progress"]) == 2
@@ -133,7 +133,7 @@ def test_same_name_in_two_folders_is_refused(tmp_path, photo_rgb):
         (tmp_path / sub).mkdir()
         Image.fromarray(photo_rgb).save(tmp_path / sub / "IMG_0001.jpg")
     with pytest.raises(ValueError, match="IMG_0001"):
-        segment_photos([tmp_path / "x", tmp_path / "y"], tmp_path / "out", model_folder=tmp_path)
+        segment_photos([tmp_path / "x", tmp_path / "y"], tmp_path / "out", lambda: TongueSegmenter(tmp_path))
 
 
 def test_unusable_model_folder_is_reported(tmp_path):
@@ -152,12 +152,12 @@ def test_in_process_input_matches_nnunet_reader(segmenter, trained_tongue_model)
     data, props = NaturalImage2DIO().read_images([str(png)])
     reference = segmenter.predictor.predict_single_npy_array(data, props, None, None, False)[0]
     photo, _ = load_photo(png)
-    assert np.array_equal(segmenter.segment(photo, postprocess=False), reference > 0)
+    assert np.array_equal(segmenter.predict(photo).probability >= 0.5, reference > 0)
 
 
 def test_outputs_and_jsonl(segmenter, tmp_path, photo_rgb):
     Image.fromarray(photo_rgb).save(tmp_path / "tongue.jpg", quality=95)
-    report = segment_photos([tmp_path / "tongue.jpg"], tmp_path / "out", segmenter=segmenter, progress=False)
+    report = segment_photos([tmp_path / "tongue.jpg"], tmp_path / "out", segmenter, progress=False)
     assert report.ok and len(report.records) == 1
     out = tmp_path / "out"
     (record,) = _jsonl(out / "segment.jsonl")
@@ -184,7 +184,7 @@ def test_exif_rotated_jpeg_gives_mask_in_displayed_orientation(segmenter, tmp_pa
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, displayed rotated 90 degrees clockwise (portrait)
     Image.fromarray(photo_rgb).save(tmp_path / "phone.jpg", quality=95, exif=exif)
-    report = segment_photos([tmp_path / "phone.jpg"], tmp_path / "out", segmenter=segmenter, progress=False)
+    report = segment_photos([tmp_path / "phone.jpg"], tmp_path / "out", segmenter, progress=False)
     record = report.records[0]
     assert (record["width"], record["height"], record["exif_orientation"]) == (64, 96, 6)
     mask = _mask(tmp_path / "out" / record["mask"]) > 0
@@ -204,7 +204,7 @@ def test_greyscale_rgba_and_formats(segmenter, tmp_path, photo_rgb, kind):
     elif kind.startswith("rgba"):
         im = im.convert("RGBA")
     im.save(tmp_path / kind)
-    report = segment_photos([tmp_path], tmp_path / "out", segmenter=segmenter, progress=False)
+    report = segment_photos([tmp_path], tmp_path / "out", segmenter, progress=False)
     assert report.ok and len(report.records) == 1
     assert _mask(tmp_path / "out" / "masks" / f"{Path(kind).stem}.png").shape == (64, 96)
 
@@ -212,7 +212,7 @@ def test_greyscale_rgba_and_formats(segmenter, tmp_path, photo_rgb, kind):
 def test_large_photo_is_brought_to_training_scale(segmenter, tmp_path):
     rgb, _ = make_tongue_photo(np.random.default_rng(3), 400, 300)
     Image.fromarray(rgb).resize((4000, 3000), Image.Resampling.BILINEAR).save(tmp_path / "big.jpg", quality=90)
-    report = segment_photos([tmp_path / "big.jpg"], tmp_path / "out", segmenter=segmenter, progress=False)
+    report = segment_photos([tmp_path / "big.jpg"], tmp_path / "out", segmenter, progress=False)
     record = report.records[0]
     assert (record["inference_width"], record["inference_height"]) == (96, 72)
     assert _mask(tmp_path / "out" / "masks" / "big.png").shape == (3000, 4000)
@@ -253,7 +253,7 @@ def test_model_folder_from_dataset(trained_tongue_model):
 @pytest.mark.realdata
 def test_biohit_photos(segmenter, shared_data, tmp_path):
     photos = [shared_data / "biohit" / "images" / f"{n}.jpg" for n in (1, 2)]
-    report = segment_photos(photos, tmp_path / "out", segmenter=segmenter, progress=False)
+    report = segment_photos(photos, tmp_path / "out", segmenter, progress=False)
     assert report.ok and [r["name"] for r in report.records] == ["1", "2"]
     for record in report.records:
         assert (record["width"], record["height"]) == (768, 576)
@@ -275,3 +275,53 @@ def test_model_folder_copy_reads_training_scale(trained_tongue_model, tmp_path):
     rgb, _ = make_tongue_photo(np.random.default_rng(1), 96, 64)
     prediction = seg.predict(rgb)
     assert prediction.inference_shape == (32, 48) and prediction.probability.shape == (64, 96)
+
+
+# --- model folders: what they record -----------------------------------------------------------------------------
+
+
+def test_model_folder_records_its_network_so_later_defaults_cannot_change_it(trained_tongue_model, monkeypatch,
+                                                                              photo_rgb):
+    from nnunet_tongue.networks import from_plans
+    from nnunet_tongue.training.trainers import nnUNetTrainerTUNet
+
+    plans = json.loads((trained_tongue_model.model_folder / "plans.json").read_text())
+    recorded = plans["configurations"]["2d"]["architecture"]
+    assert recorded["network_class_name"] == "nnunet_tongue.networks.tunet.TransformerUNet"
+    assert {k: recorded["arch_kwargs"][k] for k in ("embed_dim", "depth", "num_heads")} == \
+        {"embed_dim": 512, "depth": 6, "num_heads": 8}
+    reference = TongueSegmenter(trained_tongue_model.model_folder, device="cpu").predict(photo_rgb).probability
+    # a later release with other defaults and another T-Unet recipe
+    later = dict(from_plans.tunet_defaults(), embed_dim=256, depth=2, num_heads=4, mlp_ratio=2.0)
+    monkeypatch.setattr(from_plans, "tunet_defaults", lambda: dict(later))
+    monkeypatch.setattr(nnUNetTrainerTUNet, "network_options", {"depth": 3, "embed_dim": 128})
+    again = TongueSegmenter(trained_tongue_model.model_folder, device="cpu").predict(photo_rgb).probability
+    assert np.array_equal(reference, again)
+
+
+def test_model_folder_written_before_0_2_still_predicts(trained_tongue_model, tmp_path, photo_rgb):
+    """0.1 model folders kept nnU-Net's default PlainConvUNet entry in plans.json and a T-Unet whose position
+    embedding was learnt at the planned patch's token grid."""
+    import shutil
+
+    import torch
+
+    from nnunet_tongue.networks.from_plans import build_from_architecture, legacy_architecture
+
+    old = tmp_path / trained_tongue_model.model_folder.name
+    shutil.copytree(trained_tongue_model.model_folder, old, ignore=shutil.ignore_patterns("validation"))
+    default_plans = trained_tongue_model.nnunet.preprocessed / "Dataset999_SyntheticTongue" / "nnUNetPlans.json"
+    default_entry = json.loads(default_plans.read_text())["configurations"]["2d"]["architecture"]
+    plans = json.loads((old / "plans.json").read_text())
+    plans["configurations"]["2d"]["architecture"] = default_entry
+    (old / "plans.json").write_text(json.dumps(plans))
+    patch = plans["configurations"]["2d"]["patch_size"]
+    network_of_0_1 = build_from_architecture(legacy_architecture("TUNet", default_entry, patch))
+    checkpoint = torch.load(old / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    checkpoint["network_weights"] = network_of_0_1.state_dict()
+    torch.save(checkpoint, old / "fold_0" / "checkpoint_final.pth")
+
+    segmenter = TongueSegmenter(old, device="cpu")
+    grid = [p // 16 for p in patch]
+    assert segmenter.predictor.network.transformer.pos_embed.shape == (1, grid[0] * grid[1], 512)
+    assert segmenter.segment(photo_rgb).shape == photo_rgb.shape[:2]

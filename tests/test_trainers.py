@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from nnunet_tongue.training import budget, trainers
+from nnunet_tongue.training import trainers
+from nnunet_tongue.training.budget import budget_trainer, budget_trainer_name
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler
 
 PLUGIN = ["nnUNetTrainerResUNet", "nnUNetTrainerFabiansUNet", "nnUNetTrainerTUNet"]
@@ -61,9 +62,10 @@ def test_plugin_trainers_use_adamw_with_warmup_and_no_decay_on_norms_and_biases(
     assert all(p.ndim > 1 for p in decay["params"])
     assert all(p.ndim <= 1 or names[id(p)].endswith("pos_embed") for p in no_decay["params"])
     schedule = trainer.lr_scheduler
-    assert isinstance(schedule, WarmupPolyLRScheduler) and schedule.warmup_steps == 50  # 5 % of 1000 epochs
-    assert schedule.lr_at(50) == pytest.approx(1e-3)
-    assert schedule.lr_at(0) < schedule.lr_at(49) < schedule.lr_at(50) > schedule.lr_at(999)
+    assert isinstance(schedule, WarmupPolyLRScheduler)
+    assert schedule.warmup_iterations == 12500  # 5 % of 1000 epochs x 250 iterations
+    assert schedule.lr_at(12500) == pytest.approx(1e-3)
+    assert schedule.lr_at(0) < schedule.lr_at(12499) < schedule.lr_at(12500) > schedule.lr_at(249999)
 
 
 @pytest.mark.parametrize("name", SGD)
@@ -77,25 +79,53 @@ def test_sgd_variants_train_the_same_network_with_nnunets_sgd_schedule(initialis
     assert type(trainer.network) is type(network)
 
 
-def test_budget_variant_keeps_its_parents_optimiser(initialised, monkeypatch):
-    monkeypatch.setenv("NNUNET_TONGUE_EPOCHS", "8")
-    trainer = initialised(budget.nnUNetTrainerResUNetSGD_Budget)
-    assert trainer.num_epochs == 8 and type(trainer.optimizer) is torch.optim.SGD
-    trainer = initialised(budget.nnUNetTrainerResUNet_Budget)
-    assert trainer.num_epochs == 8 and isinstance(trainer.optimizer, GuardedAdamW)
-    assert trainer.lr_scheduler.warmup_steps == 1
-
-
-def test_budget_variant_trains_with_the_learning_rate_from_the_environment(initialised, monkeypatch):
-    monkeypatch.setenv("NNUNET_TONGUE_LR", "3e-4")
-    trainer = initialised(budget.nnUNetTrainerTUNet_Budget)
+def test_budget_trainer_keeps_its_parents_optimiser_and_takes_the_budget_its_name_states(initialised):
+    trainer = initialised(budget_trainer("nnUNetTrainerResUNetSGD_8epochs_3its"))
+    assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (8, 3) and type(trainer.optimizer) is torch.optim.SGD
+    trainer = initialised(budget_trainer("nnUNetTrainerTUNet_8epochs_3its_2val_lr0.0003"))
+    assert isinstance(trainer.optimizer, GuardedAdamW) and trainer.num_val_iterations_per_epoch == 2
     assert trainer.initial_lr == 3e-4 and trainer.lr_scheduler.initial_lr == 3e-4
+    assert trainer.lr_scheduler.total_iterations == 24
 
 
-def test_budget_variant_refuses_a_learning_rate_that_is_not_a_positive_number(constructed, monkeypatch):
-    monkeypatch.setenv("NNUNET_TONGUE_LR", "fast")
-    with pytest.raises(ValueError, match="NNUNET_TONGUE_LR='fast'"):
-        constructed(budget.nnUNetTrainerTUNet_Budget)
+def test_budget_trainer_names_round_trip_and_unknown_ones_are_refused():
+    name = budget_trainer_name("nnUNetTrainerTUNet", 32, 12, 3, 3e-4)
+    assert name == "nnUNetTrainerTUNet_32epochs_12its_3val_lr0.0003"
+    assert budget_trainer(name) is budget_trainer(name) and budget_trainer(name).__name__ == name
+    assert budget_trainer("nnUNetTrainerTUNet_0epochs_12its") is None
+    assert budget_trainer("nnUNetTrainerNotOurs_4epochs_12its") is None
+    with pytest.raises(ValueError, match="no budget trainer"):
+        budget_trainer_name("nnUNetTrainerNotOurs", 4, 12)
+
+
+@pytest.mark.parametrize("epochs", [2, 3])
+def test_learning_rate_warms_up_per_iteration_whatever_the_epoch_count(initialised, monkeypatch, epochs):
+    """Per-epoch warmup went 0.5, 1.0, 0.54 x peak over 3 epochs and ended at the peak over 2."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    trainer = initialised(budget_trainer(f"nnUNetTrainerTUNet_{epochs}epochs_20its"))
+    seen = []
+    monkeypatch.setattr(nnUNetTrainer, "train_step",
+                        lambda self, batch: seen.append(self.optimizer.param_groups[0]["lr"]) or {"loss": 0.0})
+    for epoch in range(epochs):
+        trainer.current_epoch = epoch
+        trainer.on_train_epoch_start()
+        for _ in range(trainer.num_iterations_per_epoch):
+            trainer.train_step({})
+    peak = int(np.argmax(seen))
+    assert peak == round(0.05 * epochs * 20) and seen[peak] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(seen[:peak], seen[1:peak + 1]))  # rising, step by step, to the peak
+    assert all(a > b for a, b in zip(seen[peak:], seen[peak + 1:]))  # then falling at every step
+
+
+@pytest.mark.parametrize("name", PLUGIN + list(SGD))
+def test_trainer_writes_its_whole_network_into_the_plans_nnunet_copies_to_the_model_folder(constructed, name):
+    trainer = constructed(getattr(trainers, name))
+    written = trainer.plans_manager.plans["configurations"]["2d"]["architecture"]
+    assert written["network_class_name"] != "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+    assert trainer.configuration_manager.configuration["architecture"] == written
+    network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 3, 2, False)
+    assert f"{type(network).__module__}.{type(network).__name__}" == written["network_class_name"]
 
 
 @pytest.mark.parametrize("name", PLUGIN)

@@ -6,27 +6,19 @@ Cases are matched by file stem: ``pred/12.png`` is scored against ``gt/12.png``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-#: Lossless formats accepted for masks (JPEG would blur the labels).
-MASK_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff")
-#: Formats accepted for photos.
-PHOTO_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from nnunet_tongue.photos import LOSSLESS_MASK_SUFFIXES, PHOTO_SUFFIXES, natural_key
+
 #: How many file names an error message lists before it summarises the rest.
 _LIST_LIMIT = 10
 
 
 class EvaluationError(Exception):
     """A problem with the inputs of an evaluation; the message names the files and the fix."""
-
-
-def natural_key(name: str) -> list[int | str]:
-    """Sort key that puts ``2`` before ``10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def name_list(names: list[str]) -> str:
@@ -54,9 +46,9 @@ def _files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[s
 
 def list_masks(folder: Path, what: str) -> dict[str, Path]:
     """Case id -> mask file in ``folder``; ``what`` ("prediction" / "ground-truth") goes in errors."""
-    masks = _files_by_stem(folder, MASK_SUFFIXES, what)
+    masks = _files_by_stem(folder, LOSSLESS_MASK_SUFFIXES, what)
     if not masks:
-        raise EvaluationError(f"no {what} masks in {folder} (looked for {', '.join(MASK_SUFFIXES)})")
+        raise EvaluationError(f"no {what} masks in {folder} (looked for {', '.join(LOSSLESS_MASK_SUFFIXES)})")
     return masks
 
 

@@ -28,6 +28,13 @@ def image_diagonal(shape: tuple[int, ...]) -> float:
     return math.sqrt(sum((n - 1) ** 2 for n in shape))
 
 
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice of two masks (non-zero = foreground): 2|P∩G| / (|P| + |G|); 1.0 when both are empty."""
+    pred, gt = np.asarray(pred).astype(bool), np.asarray(gt).astype(bool)
+    total = int(pred.sum()) + int(gt.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, gt).sum()) / total
+
+
 def binary_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """Dice, IoU, HD95 and ASSD (pixels) of ``pred`` against ``gt``; non-zero = foreground."""
     pred = np.asarray(pred).astype(bool)
@@ -41,7 +48,7 @@ def binary_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
         worst = image_diagonal(pred.shape)
         return {"dice": 0.0, "iou": 0.0, "hd95": worst, "assd": worst}
     return {
-        "dice": float(medpy_binary.dc(pred, gt)),
+        "dice": dice(pred, gt),
         "iou": float(medpy_binary.jc(pred, gt)),
         "hd95": float(medpy_binary.hd95(pred, gt)),
         "assd": float(medpy_binary.assd(pred, gt)),

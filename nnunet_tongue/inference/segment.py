@@ -19,18 +19,19 @@ Python: :func:`segment_photos` (one call for a batch) and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nnunet_tongue.inference.outputs import cutout_image, mask_image, overlay_image, tongue_stats
-from nnunet_tongue.inference.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
-from nnunet_tongue.inference.postprocess import postprocess_mask
+from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 from nnunet_tongue.inference.segmenter import (
     DEFAULT_CHECKPOINT,
     DEFAULT_CONFIGURATION,
@@ -111,13 +112,12 @@ def existing_outputs(plan: dict[Path, dict[str, Path]], jsonl: Path) -> list[Pat
     return clashes
 
 
-def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Path], output_dir: Path,
-                 postprocess: bool) -> dict:
+def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Path], output_dir: Path) -> dict:
     t0 = time.perf_counter()
     image, orientation = load_photo(photo)
     t1 = time.perf_counter()
     prediction = segmenter.predict(image)
-    mask = postprocess_mask(prediction.mask) if postprocess else prediction.mask
+    mask = prediction.mask
     t2 = time.perf_counter()
     mask_image(mask).save(outputs["mask"])
     cutout_image(image, mask).save(outputs["cutout"], compress_level=CUTOUT_PNG_COMPRESS_LEVEL)
@@ -131,7 +131,7 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
         "exif_orientation": orientation,
         "inference_width": int(prediction.inference_shape[1]),
         "inference_height": int(prediction.inference_shape[0]),
-        "postprocess": bool(postprocess),
+        "postprocess": segmenter.postprocess,
         **tongue_stats(image, mask),
         **{kind: path.relative_to(output_dir).as_posix() for kind, path in outputs.items()},
     }
@@ -140,17 +140,15 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
     return record
 
 
-def segment_photos(inputs, output_dir, model_folder=None, folds=None, checkpoint: str = DEFAULT_CHECKPOINT,
-                   device: str = "auto", mirroring: bool = False, postprocess: bool = DEFAULT_POSTPROCESS,
-                   overwrite: bool = False, progress: bool = True, *, segmenter: TongueSegmenter | None = None,
-                   tile_step_size: float = DEFAULT_TILE_STEP_SIZE, max_size: int | str | None = "model",
-                   jsonl_name: str = JSONL_NAME, verbose: bool = False) -> SegmentReport:
-    """Segment photos (files and/or folders) with a trained model; write masks, cut-outs, overlays and a JSONL.
+def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], output_dir: str | os.PathLike,
+                   segmenter: TongueSegmenter | Callable[[], TongueSegmenter], *, overwrite: bool = False,
+                   progress: bool = True, jsonl_name: str = JSONL_NAME) -> SegmentReport:
+    """Segment photos (files and/or folders); write masks, cut-outs, overlays and a JSONL into ``output_dir``.
 
-    Give either ``model_folder`` (the ``Trainer__Plans__configuration`` folder; ``folds`` None = all with
-    ``checkpoint``) or an already loaded ``segmenter`` (then the model arguments are ignored, except
-    ``postprocess``). Raises ``FileNotFoundError`` for a missing input, ``ValueError`` when no photos are
-    found or two share a name, :class:`OutputExistsError` when outputs exist and ``overwrite`` is False,
+    ``segmenter``: a loaded :class:`TongueSegmenter` (it holds every model and inference setting), or a
+    function that loads one, called only once the inputs and outputs are checked, so that a bad call fails
+    before the model loads. Raises ``FileNotFoundError`` for a missing input, ``ValueError`` when no photos
+    are found or two share a name, :class:`OutputExistsError` when outputs exist and ``overwrite`` is False,
     :class:`~nnunet_tongue.inference.segmenter.ModelError` for an unusable model. Photos that fail are in
     ``report.failures`` (and in the JSONL with ``"status": "failed"``); nothing is raised for them.
     """
@@ -171,22 +169,17 @@ def segment_photos(inputs, output_dir, model_folder=None, folds=None, checkpoint
         if clashes:
             raise OutputExistsError(clashes)
 
-    if segmenter is None:
-        if model_folder is None:
-            raise ValueError("give model_folder or a loaded segmenter")
-        segmenter = TongueSegmenter(model_folder, folds=folds, checkpoint=checkpoint, device=device,
-                                    mirroring=mirroring, postprocess=postprocess, tile_step_size=tile_step_size,
-                                    max_size=max_size, verbose=verbose)
+    if not isinstance(segmenter, TongueSegmenter):
+        segmenter = segmenter()
 
     for folder, _ in OUTPUT_KINDS.values():
         (output_dir / folder).mkdir(parents=True, exist_ok=True)
-    report = SegmentReport(output_dir=output_dir, jsonl=jsonl,
-                           model=segmenter.describe() | {"postprocess": postprocess})
+    report = SegmentReport(output_dir=output_dir, jsonl=jsonl, model=segmenter.describe())
     with open(jsonl, "w", encoding="utf-8") as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
                                                              disable=not progress, dynamic_ncols=True) as bar:
         for photo in bar:
             try:
-                record = _segment_one(segmenter, photo, plan[photo], output_dir, postprocess)
+                record = _segment_one(segmenter, photo, plan[photo], output_dir)
                 report.records.append(record)
             except Exception as e:  # one bad photo must not stop the batch; MemoryError included
                 message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
@@ -270,11 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model_folder = Path(args.model) if args.model else model_folder_from_dataset(
             args.dataset, args.trainer, args.plans, args.configuration)
-        report = segment_photos(
-            args.input, args.output, model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
-            mirroring=args.mirroring, postprocess=args.postprocess, overwrite=args.overwrite,
-            progress=not args.no_progress, tile_step_size=args.step_size,
-            max_size="model" if args.max_size is None else args.max_size, jsonl_name=args.jsonl, verbose=args.verbose)
+        load = functools.partial(
+            TongueSegmenter, model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
+            mirroring=args.mirroring, postprocess=args.postprocess, tile_step_size=args.step_size,
+            max_size="model" if args.max_size is None else args.max_size, verbose=args.verbose)
+        report = segment_photos(args.input, args.output, load, overwrite=args.overwrite,
+                                progress=not args.no_progress, jsonl_name=args.jsonl)
     except (ModelError, FileNotFoundError, FileExistsError, ValueError) as e:
         return fail(str(e))
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nnunet_tongue.dataset_conversion.images import resize_photo, scaled_size
-from nnunet_tongue.inference.photos import as_model_channels
+from nnunet_tongue.conversion import training_max_size as conversion_max_size
+from nnunet_tongue.photos import resize_photo, scaled_size
 from nnunet_tongue.inference.postprocess import postprocess_mask
 
 DEFAULT_TRAINER = "nnUNetTrainerTUNet"
@@ -39,8 +39,6 @@ DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 DEFAULT_POSTPROCESS = True
 #: nnU-Net's default sliding-window step (fraction of the patch size)
 DEFAULT_TILE_STEP_SIZE = 0.5
-#: key the converter writes into dataset.json (nnU-Net copies dataset.json into the model folder)
-CONVERSION_KEY = "nnunet_tongue_conversion"
 #: spacing NaturalImage2DIO gives every 2D image
 NATURAL_IMAGE_SPACING = [999.0, 1.0, 1.0]
 
@@ -104,9 +102,17 @@ def read_model_json(model_folder: str | os.PathLike, name: str) -> dict:
 
 def training_max_size(model_folder: str | os.PathLike) -> int | None:
     """Longest side the training photos were downscaled to at conversion, from the model's dataset.json (None: not)."""
-    record = read_model_json(model_folder, "dataset.json").get(CONVERSION_KEY) or {}
-    value = record.get("max_size")
-    return int(value) if value else None
+    return conversion_max_size(read_model_json(model_folder, "dataset.json"))
+
+
+def _find_budget_trainers(trainer: str) -> None:
+    """A model trained with a short-budget trainer (the demo's, a benchmark's) needs that trainer's folder on
+    ``nnUNet_extTrainer`` for nnU-Net to rebuild it; add it for this process."""
+    from nnunet_tongue.registration import BUDGET_TRAINER_FOLDER, add_trainer_folder
+    from nnunet_tongue.training.budget import budget_trainer
+
+    if budget_trainer(trainer) is not None:
+        add_trainer_folder(folder=BUDGET_TRAINER_FOLDER)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -125,16 +131,37 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise ModelError(f"device must be cpu, cuda or auto, got {device!r}")
 
 
+def as_model_channels(image: np.ndarray, channels: int = 3) -> np.ndarray:
+    """An in-memory image -> what the network takes: uint8 [H, W, 3] (RGB model) or [H, W] (greyscale model).
+
+    Accepts (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) (alpha dropped, as ``convert`` does), uint8 or
+    other numbers (floats in [0, 1] are taken as fractions of 255).
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    if channels == 3:
+        return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr)
+    if channels == 1:
+        return arr if arr.ndim == 2 else np.asarray(Image.fromarray(arr).convert("L"))
+    raise ValueError(f"models with {channels} input channels are not supported (1 = greyscale, 3 = RGB)")
+
+
 @dataclass
 class Prediction:
-    """Tongue probability at the photo's size, and the size the network actually saw."""
+    """Tongue probability and mask at the photo's size, and the size the network actually saw."""
 
     probability: np.ndarray  # float32 [H, W] in [0, 1]
+    mask: np.ndarray  # bool [H, W]: probability >= 0.5, post-processed when the segmenter post-processes
     inference_shape: tuple[int, int]  # (h, w) fed to nnU-Net
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.probability >= 0.5
 
 
 class TongueSegmenter:
@@ -180,6 +207,7 @@ class TongueSegmenter:
                              f"{', '.join(present) or 'none'}")
 
         self.device = resolve_device(device)
+        _find_budget_trainers(self.model_folder.name.split("__")[0])
         self.mirroring = bool(mirroring)
         self.postprocess = bool(postprocess)
         self.tile_step_size = float(tile_step_size)
@@ -220,7 +248,8 @@ class TongueSegmenter:
         return 1.0 - probabilities[0]  # channel 0 is background
 
     def predict(self, image: np.ndarray) -> Prediction:
-        """Tongue probability for a photo array ((H, W), (H, W, 3) or (H, W, 4), displayed orientation)."""
+        """Tongue probability and mask for a photo array ((H, W), (H, W, 3) or (H, W, 4), displayed orientation);
+        the mask is post-processed when :attr:`postprocess` is on (the one place that decides it)."""
         image = as_model_channels(image, self.channels)
         height, width = image.shape[:2]
         w, h, _ = scaled_size(width, height, self.max_size)  # the converter's rule and filter (Lanczos)
@@ -234,11 +263,9 @@ class TongueSegmenter:
         if (h, w) != (height, width):
             small_probability = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))  # mode "F"
             probability = np.asarray(small_probability.resize((width, height), Image.Resampling.BILINEAR))
-        return Prediction(probability=probability, inference_shape=(h, w))
+        mask = probability >= 0.5
+        return Prediction(probability, postprocess_mask(mask) if self.postprocess else mask, (h, w))
 
-    def segment(self, image: np.ndarray, postprocess: bool | None = None) -> np.ndarray:
-        """Tongue mask (bool [H, W], the image's size) for a photo array; post-processed unless told otherwise."""
-        mask = self.predict(image).mask
-        if self.postprocess if postprocess is None else postprocess:
-            mask = postprocess_mask(mask)
-        return mask
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """Tongue mask (bool [H, W], the image's size) for a photo array."""
+        return self.predict(image).mask

@@ -7,10 +7,11 @@ reshaped to an image of stride n, is the decoder's input. A residual CNN encoder
 *not* in the main path: its feature maps at strides 1, 2, …, n/2 are concatenated into the decoder
 stages, which upsample bilinearly. See ``docs/networks.md`` for the diagram.
 
-The constructor mirrors nnU-Net plans: stage ``s`` has ``features_per_stage[s]``, ``strides[s]``,
-``kernel_sizes[s]`` and ``n_blocks_per_stage[s]``. Stages ``0 … n_stages-2`` are the CNN encoder; the
-last stage is the transformer: its width is the embedding dimension, its block count the number of
-transformer layers, and the patch size n is the product of all strides (per axis).
+The constructor follows timm's ``VisionTransformer`` for the transformer (``token_size``, ``embed_dim``,
+``depth``, ``num_heads``, ``mlp_ratio``) and dynamic-network-architectures' U-Nets for the CNN encoder,
+whose arguments mirror nnU-Net plans: stage ``s`` has ``features_per_stage[s]``, ``strides[s]``,
+``kernel_sizes[s]`` and ``n_blocks_per_stage[s]`` residual blocks. Variants are constructor overrides
+(:data:`nnunet_tongue.networks.from_plans.TUNET_VARIANTS`).
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ def _per_stage(value, n: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * n
 
 
+def cumulative_strides(strides: Sequence) -> np.ndarray:
+    """Per stage, the total stride from the input (rows: stages, columns: axes), e.g. 1, 2, 4, 8, 16."""
+    return np.cumprod(np.array([np.atleast_1d(s) for s in strides]), axis=0)
+
+
 class PatchTransformer(nn.Module):
     """ViT encoder on the raw image: patch embedding + position embedding + pre-LN blocks → token map.
 
-    ``pos_embed_grid`` is the token grid the position embedding is learnt for (planned patch // n); other
-    grid sizes get it resampled (bicubic), so any input divisible by the patch size works.
+    ``pos_embed_grid`` is the token grid the position embedding is learnt at; any other grid gets it resampled
+    (bicubic), so any input divisible by the patch size works and weights move between patch sizes.
     """
 
     def __init__(self, input_channels: int, patch_size: Sequence[int], embed_dim: int, depth: int = 6,
-                 num_heads: int = 8, mlp_ratio: float = 4.0, pos_embed_grid: Sequence[int] = (8, 8),
+                 num_heads: int = 8, mlp_ratio: float = 4.0, pos_embed_grid: Sequence[int] = (10, 12),
                  drop_path_rate: float = 0.0):
         super().__init__()
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -85,12 +91,12 @@ class PatchTransformer(nn.Module):
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, *grid)
 
     def compute_feature_map_size(self, image_size: Sequence[int]) -> int:
-        """Activation elements per sample; the attention matrix counted as if materialised (upper bound)."""
+        """Activation elements per sample, counted as dynamic-network-architectures counts a convolution: one
+        map per weight layer's output (patch embedding; per block qkv, projection, MLP in and out). Attention
+        is fused (``scaled_dot_product_attention``), so the tokens x tokens matrix is never stored."""
         n_tokens = int(np.prod(self.grid_size(image_size)))
         d, hidden = self.embed_dim, int(self.embed_dim * self.mlp_ratio)
-        # per block: 2 norms, qkv (3), attention output, projection, 2 residual sums, fc1 + ELU, fc2
-        per_block = n_tokens * (d * 9 + hidden * 2) + self.num_heads * n_tokens * n_tokens
-        return int(n_tokens * d * 2 + len(self.blocks) * per_block)
+        return int(n_tokens * d + len(self.blocks) * n_tokens * (5 * d + hidden))
 
 
 class TUNetDecoder(nn.Module):
@@ -160,18 +166,23 @@ class TUNetDecoder(nn.Module):
 
 
 class TransformerUNet(nn.Module):
-    """T-Unet; arguments follow nnU-Net plans (see the module docstring for the stage convention)."""
+    """T-Unet. The CNN encoder's arguments mirror nnU-Net plans (one entry per CNN stage); the transformer's are
+    explicit: ``token_size`` (edge of the square image patch one token covers, or one edge per axis),
+    ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, and ``pos_embed_grid``, the token grid the position
+    embedding is learnt at (resampled to the input's grid, so weights move between patch sizes).
+    ``project_before_upsampling`` with ``n_conv_per_stage_decoder=1`` is the lean decoder.
+    """
 
     def __init__(
         self,
         input_channels: int,
+        num_classes: int,
         n_stages: int,
         features_per_stage: int | Sequence[int],
         conv_op: Type[_ConvNd],
         kernel_sizes: int | Sequence,
         strides: int | Sequence,
-        n_blocks_per_stage: int | Sequence[int],
-        num_classes: int,
+        n_blocks_per_stage: int | Sequence[int] = 1,
         n_conv_per_stage_decoder: int | Sequence[int] = 2,
         conv_bias: bool = False,
         norm_op: Type[nn.Module] | None = None,
@@ -180,33 +191,33 @@ class TransformerUNet(nn.Module):
         dropout_op_kwargs: dict | None = None,
         nonlin: Type[nn.Module] | None = None,
         nonlin_kwargs: dict | None = None,
-        deep_supervision: bool = False,
-        pos_embed_grid: Sequence[int] | None = None,
+        token_size: int | Sequence[int] = 16,
+        embed_dim: int = 512,
+        depth: int = 6,
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
+        pos_embed_grid: Sequence[int] = (10, 12),
         drop_path_rate: float = 0.0,
         project_before_upsampling: bool = False,
+        deep_supervision: bool = False,
     ):
         super().__init__()
-        if n_stages < 2:
-            raise ValueError("T-Unet needs at least one CNN stage and the transformer stage (n_stages >= 2)")
+        if n_stages < 1:
+            raise ValueError("T-Unet needs at least one CNN encoder stage (n_stages >= 1)")
         if convert_conv_op_to_dim(conv_op) != 2:
             raise ValueError("T-Unet is 2d only (timm's patch embedding is 2d): use the 2d configuration")
-        features = _per_stage(features_per_stage, n_stages)
-        kernels = _per_stage(kernel_sizes, n_stages)
         stride_list = [maybe_convert_scalar_to_list(conv_op, s) for s in _per_stage(strides, n_stages)]
-        blocks = _per_stage(n_blocks_per_stage, n_stages)
-        patch_size = np.prod(np.array(stride_list), axis=0).astype(int).tolist()
-        if pos_embed_grid is None:
-            pos_embed_grid = [8] * len(patch_size)
-
+        token = [int(t) for t in maybe_convert_scalar_to_list(conv_op, token_size)]
+        deepest_skip = [int(s) for s in cumulative_strides(stride_list)[-1]]
+        if any(t % s for t, s in zip(token, deepest_skip)):
+            raise ValueError(f"token size {token} must be a multiple of the CNN encoder's total stride {deepest_skip}")
         self.encoder = ResidualEncoder(
-            input_channels, n_stages - 1, features[:-1], conv_op, kernels[:-1], stride_list[:-1], blocks[:-1],
-            conv_bias, norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs,
-            return_skips=True)
-        self.transformer = PatchTransformer(input_channels, patch_size, features[-1], blocks[-1], num_heads,
-                                            mlp_ratio, pos_embed_grid, drop_path_rate)
-        self.decoder = TUNetDecoder(self.encoder, features[-1], num_classes, n_conv_per_stage_decoder,
+            input_channels, n_stages, _per_stage(features_per_stage, n_stages), conv_op,
+            _per_stage(kernel_sizes, n_stages), stride_list, _per_stage(n_blocks_per_stage, n_stages), conv_bias,
+            norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, return_skips=True)
+        self.transformer = PatchTransformer(input_channels, token, embed_dim, depth, num_heads, mlp_ratio,
+                                            pos_embed_grid, drop_path_rate)
+        self.decoder = TUNetDecoder(self.encoder, embed_dim, num_classes, n_conv_per_stage_decoder,
                                     deep_supervision, project_before_upsampling)
 
     @property

@@ -2,18 +2,6 @@
 # this folder as a top-level module and removes it from sys.modules afterwards, so classes are only
 # re-exported here: they live in the installed package, which keeps them picklable.
 # Do not define classes in this folder; see docs/registration.md.
-from nnunet_tongue.training.budget import (  # noqa: F401
-    nnUNetTrainer_Budget,
-    nnUNetTrainerFabiansUNet_Budget,
-    nnUNetTrainerFabiansUNetSGD_Budget,
-    nnUNetTrainerResUNet_Budget,
-    nnUNetTrainerResUNetSGD_Budget,
-    nnUNetTrainerTUNet_Budget,
-    nnUNetTrainerTUNetFast_Budget,
-    nnUNetTrainerTUNetLean_Budget,
-    nnUNetTrainerTUNetToken8_Budget,
-    nnUNetTrainerTUNetUpright_Budget,
-)
 from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerFabiansUNet,
     nnUNetTrainerFabiansUNetSGD,

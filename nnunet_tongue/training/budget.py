@@ -1,73 +1,54 @@
-"""Trainers with a training budget set from the environment (tests, demo, benchmarks).
+"""Trainers with a short fixed budget, named as nnU-Net names its own (``nnUNetTrainer_5epochs``).
 
-``nnUNetTrainerTUNet_Budget`` and friends are the plug-in trainers (and nnU-Net's default) with
-``num_epochs``, ``num_iterations_per_epoch`` and ``num_val_iterations_per_epoch`` read from
+``<trainer>_<E>epochs_<I>its[_<V>val][_lr<X>]`` is ``<trainer>`` (a plug-in trainer or nnU-Net's
+``nnUNetTrainer``) with ``num_epochs = E``, ``num_iterations_per_epoch = I``, and, when given,
+``num_val_iterations_per_epoch = V`` and ``initial_lr = X``; everything else is the parent trainer, so a
+budget run compares networks and optimisers on equal terms, and the budget is in the output folder's name.
+On CUDA they also record the training's peak GPU memory in ``fold_N/cuda_memory.json``.
 
-- ``NNUNET_TONGUE_EPOCHS``
-- ``NNUNET_TONGUE_ITERATIONS``      (training iterations per epoch)
-- ``NNUNET_TONGUE_VAL_ITERATIONS``  (validation iterations per epoch)
-
-when they are set, and the initial learning rate from ``NNUNET_TONGUE_LR`` (a positive number); unset
-ones keep the trainer's default. Everything else is the parent trainer,
-so a budget run compares architectures and optimisers on equal terms. On CUDA they also record the
-training's peak GPU memory (``torch.cuda.max_memory_allocated``) in ``fold_N/cuda_memory.json``.
+They are scaffolding for tests, the demo and benchmarks, not product trainers: their folder,
+:data:`nnunet_tongue.registration.BUDGET_TRAINER_FOLDER`, is added to ``nnUNet_extTrainer`` only by
+:class:`nnunet_tongue.workspace.NnUNetWorkspace`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_tongue.training.trainers import (
-    nnUNetTrainerFabiansUNet,
-    nnUNetTrainerFabiansUNetSGD,
-    nnUNetTrainerResUNet,
-    nnUNetTrainerResUNetSGD,
-    nnUNetTrainerTUNet,
-    nnUNetTrainerTUNetFast,
-    nnUNetTrainerTUNetLean,
-    nnUNetTrainerTUNetToken8,
-    nnUNetTrainerTUNetUpright,
-)
+from nnunet_tongue.training.trainers import PRODUCT_TRAINERS
 
-#: trainer attribute -> (environment variable, type of its positive value)
-BUDGET_VARIABLES = {
-    "num_epochs": ("NNUNET_TONGUE_EPOCHS", int),
-    "num_iterations_per_epoch": ("NNUNET_TONGUE_ITERATIONS", int),
-    "num_val_iterations_per_epoch": ("NNUNET_TONGUE_VAL_ITERATIONS", int),
-    "initial_lr": ("NNUNET_TONGUE_LR", float),
-}
+_BASES = {cls.__name__: cls for cls in (nnUNetTrainer, *PRODUCT_TRAINERS)}
+_NAME = re.compile(r"(?P<base>nnUNetTrainer\w*?)_(?P<epochs>[1-9]\d*)epochs_(?P<iterations>[1-9]\d*)its"
+                   r"(?:_(?P<val>[1-9]\d*)val)?(?:_lr(?P<lr>\d+(?:\.\d+)?(?:e-?\d+)?))?")
+_MADE: dict[str, type] = {}
 
 
-def _positive(variable: str, kind: type) -> int | float | None:
-    """The environment variable's value as a positive ``kind`` (int or float); None when it is unset or empty."""
-    raw = os.environ.get(variable)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
-    if not value > 0:
-        what = "whole number" if kind is int else "number such as 3e-4"
-        raise ValueError(f"{variable}={raw!r}: must be a positive {what} (or unset for the default)")
-    return value
+def budget_trainer_name(trainer: str, epochs: int, iterations: int, val_iterations: int | None = None,
+                        lr: float | None = None) -> str:
+    """The class name of ``trainer`` on that budget, e.g. ``nnUNetTrainerTUNet_8epochs_12its_3val``."""
+    name = f"{trainer}_{int(epochs)}epochs_{int(iterations)}its"
+    name += f"_{int(val_iterations)}val" if val_iterations else ""
+    name += f"_lr{lr:g}" if lr else ""
+    if budget_trainer(name) is None:
+        raise ValueError(f"no budget trainer for {trainer!r}: use one of {', '.join(_BASES)}")
+    return name
 
 
-class BudgetMixin:
-    """Reads the training budget (and learning rate) from the environment after the parent trainer set its
-    defaults."""
+class BudgetTrainer:
+    """Mixin: the budget in :attr:`budget` (trainer attribute -> value) set after the parent's defaults."""
+
+    budget: dict = {}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        for attribute, (variable, kind) in BUDGET_VARIABLES.items():
-            value = _positive(variable, kind)
-            if value is not None:
-                setattr(self, attribute, value)
+        for attribute, value in self.budget.items():
+            setattr(self, attribute, value)
 
     def on_train_end(self):
         super().on_train_end()
@@ -77,41 +58,26 @@ class BudgetMixin:
                 json.dump({"peak_cuda_memory_MB": round(peak, 1)}, f)
 
 
-class nnUNetTrainer_Budget(BudgetMixin, nnUNetTrainer):
-    """nnU-Net's default trainer (PlainConvUNet, SGD) with an environment-set budget."""
+def budget_trainer(name: str) -> type | None:
+    """The budget trainer class ``name`` names (made once, then the same class), or None."""
+    match = _NAME.fullmatch(name)
+    if match is None or match["base"] not in _BASES:
+        return None
+    if name not in _MADE:
+        budget = {"num_epochs": int(match["epochs"]), "num_iterations_per_epoch": int(match["iterations"])}
+        if match["val"]:
+            budget["num_val_iterations_per_epoch"] = int(match["val"])
+        if match["lr"]:
+            budget["initial_lr"] = float(match["lr"])
+        _MADE[name] = type(name, (BudgetTrainer, _BASES[match["base"]]),
+                           {"budget": budget, "__module__": __name__, "__qualname__": name,
+                            "__doc__": f"{match['base']} with {budget}."})
+    return _MADE[name]
 
 
-class nnUNetTrainerResUNet_Budget(BudgetMixin, nnUNetTrainerResUNet):
-    """:class:`nnUNetTrainerResUNet` with an environment-set budget."""
-
-
-class nnUNetTrainerFabiansUNet_Budget(BudgetMixin, nnUNetTrainerFabiansUNet):
-    """:class:`nnUNetTrainerFabiansUNet` with an environment-set budget."""
-
-
-class nnUNetTrainerTUNet_Budget(BudgetMixin, nnUNetTrainerTUNet):
-    """:class:`nnUNetTrainerTUNet` with an environment-set budget."""
-
-
-class nnUNetTrainerTUNetToken8_Budget(BudgetMixin, nnUNetTrainerTUNetToken8):
-    """:class:`nnUNetTrainerTUNetToken8` with an environment-set budget."""
-
-
-class nnUNetTrainerTUNetLean_Budget(BudgetMixin, nnUNetTrainerTUNetLean):
-    """:class:`nnUNetTrainerTUNetLean` with an environment-set budget."""
-
-
-class nnUNetTrainerTUNetFast_Budget(BudgetMixin, nnUNetTrainerTUNetFast):
-    """:class:`nnUNetTrainerTUNetFast` with an environment-set budget."""
-
-
-class nnUNetTrainerTUNetUpright_Budget(BudgetMixin, nnUNetTrainerTUNetUpright):
-    """:class:`nnUNetTrainerTUNetUpright` with an environment-set budget."""
-
-
-class nnUNetTrainerResUNetSGD_Budget(BudgetMixin, nnUNetTrainerResUNetSGD):
-    """:class:`nnUNetTrainerResUNetSGD` with an environment-set budget."""
-
-
-class nnUNetTrainerFabiansUNetSGD_Budget(BudgetMixin, nnUNetTrainerFabiansUNetSGD):
-    """:class:`nnUNetTrainerFabiansUNetSGD` with an environment-set budget."""
+def __getattr__(name: str) -> type:
+    """Budget trainers are attributes of this module (nnU-Net's search, pickle)."""
+    trainer = budget_trainer(name)
+    if trainer is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return trainer

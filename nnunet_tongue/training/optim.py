@@ -58,30 +58,40 @@ def decay_and_no_decay_groups(network: nn.Module, weight_decay: float) -> list[d
 
 
 class WarmupPolyLRScheduler(_LRScheduler):
-    """Linear warmup for ``warmup_steps`` epochs, then nnU-Net's poly decay to 0 at ``max_steps``.
+    """Linear warmup over the first ``warmup_iterations``, then nnU-Net's poly decay to 0 at ``total_iterations``.
 
-    Stateless in the epoch (nnU-Net calls ``step(current_epoch)``), so resuming with ``--c`` continues it.
+    Counted in training iterations, so the warmup does not depend on how the iterations are split into
+    epochs. nnU-Net calls ``step(epoch)`` at each epoch's start (the learning rate of the epoch's first
+    iteration); the trainer calls :meth:`step_iteration` before each iteration. Stateless in the iteration,
+    so resuming with ``--c`` continues it.
     """
 
-    def __init__(self, optimizer, initial_lr: float, warmup_steps: int, max_steps: int, exponent: float = 0.9):
+    def __init__(self, optimizer, initial_lr: float, warmup_iterations: int, total_iterations: int,
+                 iterations_per_epoch: int = 1, exponent: float = 0.9):
         self.initial_lr = initial_lr
-        self.warmup_steps = warmup_steps
-        self.max_steps = max_steps
+        self.warmup_iterations = warmup_iterations
+        self.total_iterations = total_iterations
+        self.iterations_per_epoch = iterations_per_epoch
         self.exponent = exponent
         super().__init__(optimizer, -1)
 
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.initial_lr * (step + 1) / (self.warmup_steps + 1)
-        progress = (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
+    def lr_at(self, iteration: int) -> float:
+        if iteration < self.warmup_iterations:
+            return self.initial_lr * (iteration + 1) / (self.warmup_iterations + 1)
+        progress = (iteration - self.warmup_iterations) / max(1, self.total_iterations - self.warmup_iterations)
         return self.initial_lr * max(0.0, 1 - progress) ** self.exponent
 
     def get_lr(self) -> list[float]:
         return [self.lr_at(max(self.last_epoch, 0))] * len(self.optimizer.param_groups)
 
-    def step(self, current_step: int | None = None) -> None:
-        self.last_epoch = self.last_epoch + 1 if current_step is None else current_step
-        lr = self.lr_at(max(self.last_epoch, 0))
+    def step_iteration(self, iteration: int) -> None:
+        """Set the learning rate of training iteration ``iteration`` (0-based, counted over all epochs)."""
+        self.last_epoch = iteration
+        lr = self.lr_at(max(iteration, 0))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self._last_lr = [lr] * len(self.optimizer.param_groups)
+
+    def step(self, epoch: int | None = None) -> None:
+        """nnU-Net's call at an epoch's start: the learning rate of that epoch's first iteration."""
+        self.step_iteration(self.last_epoch + 1 if epoch is None else epoch * self.iterations_per_epoch)

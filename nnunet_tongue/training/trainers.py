@@ -1,15 +1,16 @@
-"""nnU-Net trainers for the plug-in networks. Each builds its network from nnU-Net's DEFAULT plans
-(``nnUNetPlans``, no ``-p`` needed) or from plans written by a plug-in planner.
+"""nnU-Net trainers for the plug-in networks: one class, one idea.
 
-- :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder.
+Product trainers (``-tr``), each building its network from nnU-Net's DEFAULT plans (``nnUNetPlans``, no
+``-p`` needed) or from plans written by a plug-in planner:
+
+- :class:`nnUNetTrainerTUNet`: the Transformer-UNet;
+- :class:`nnUNetTrainerResUNet`: residual encoder + residual decoder;
 - :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder.
-- :class:`nnUNetTrainerTUNet`: Transformer-UNet (16×16 tokens); :class:`nnUNetTrainerTUNetToken8`: on 8×8 tokens;
-  :class:`nnUNetTrainerTUNetLean`: with a lean decoder; :class:`nnUNetTrainerTUNetFast`: sized below
-  PlainConvUNet's operations per step; :class:`nnUNetTrainerTUNetUpright`: with augmentation for upright photos.
 
-All of them train with :class:`AdamWWarmupTrainer`'s optimiser (AdamW, warmup + poly decay, non-finite
-updates skipped). :class:`nnUNetTrainerResUNetSGD` and :class:`nnUNetTrainerFabiansUNetSGD` keep
-nnU-Net's own SGD schedule for the residual networks (docs/benchmarks.md compares the two).
+Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`, :class:`nnUNetTrainerTUNetLean`,
+:class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright` (the augmentation),
+:class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
+AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,52 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunet_tongue.networks.from_plans import TUNET_VARIANTS, architecture_for, build_network
+from nnunet_tongue.networks.from_plans import (
+    TUNET_VARIANTS,
+    architecture_for,
+    build_from_architecture,
+    legacy_architecture,
+)
+from nnunet_tongue.networks.tunet import cumulative_strides
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
-class AdamWWarmupTrainer(nnUNetTrainer):
-    """nnU-Net's trainer with AdamW (weight decay off for norms/biases/position embedding), a linear warmup
-    over the first ``warmup_fraction`` of the epochs, then poly decay; NaN/Inf updates are skipped.
+class PlugInNetworkTrainer(nnUNetTrainer):
+    """nnU-Net's trainer building the plug-in network :attr:`network_name` with constructor overrides
+    :attr:`network_options`.
 
-    A base class: it builds nnU-Net's default network and is not offered as a ``-tr`` trainer itself.
+    It writes that network's complete ``architecture`` entry into its plans, which nnU-Net copies into the
+    model folder (``plans.json``): prediction rebuilds exactly the trained network from there. A base class,
+    not a ``-tr`` trainer.
     """
+
+    network_name: str = "TUNet"  # a key of nnunet_tongue.networks.from_plans.NETWORKS
+    network_options: dict = {}
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        architecture = architecture_for(self.network_name, self.configuration_manager.configuration["architecture"],
+                                        self.configuration_manager.patch_size, **self.network_options)
+        self.plans_manager.plans["configurations"][configuration]["architecture"] = architecture
+        self.configuration_manager.configuration["architecture"] = architecture
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """The network the plans' architecture entry describes; an entry from a model folder written before
+        version 0.2 is read as the trainers of that version read it."""
+        architecture = legacy_architecture(cls.network_name, configuration_manager.configuration["architecture"],
+                                           configuration_manager.patch_size, **cls.network_options)
+        return build_from_architecture(architecture, num_input_channels, num_output_channels,
+                                       enable_deep_supervision)
+
+
+class AdamWWarmupTrainer(PlugInNetworkTrainer):
+    """AdamW (weight decay off for norms, biases, position embedding), a linear warmup over the first
+    ``warmup_fraction`` of the training iterations, then poly decay; NaN/Inf updates are skipped.
+    The learning rate changes every iteration, so the warmup is the same whatever the epoch count."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -38,83 +75,72 @@ class AdamWWarmupTrainer(nnUNetTrainer):
         self.initial_lr = 1e-3
         self.weight_decay = 5e-2
         self.warmup_fraction = 0.05
+        self._iteration_in_epoch = 0
 
     def configure_optimizers(self):
         # nnU-Net calls this before it wraps the network in DDP (-num_gpus) and after torch.compile: take the
         # parameters of whatever self.network is; the grouping goes by shape and name suffix, not by prefix
         optimizer = GuardedAdamW(decay_and_no_decay_groups(self.network, self.weight_decay), lr=self.initial_lr,
                                  betas=(0.9, 0.98))
-        warmup = max(1, round(self.warmup_fraction * self.num_epochs)) if self.num_epochs > 1 else 0
-        return optimizer, WarmupPolyLRScheduler(optimizer, self.initial_lr, warmup, self.num_epochs)
+        total = self.num_epochs * self.num_iterations_per_epoch
+        schedule = WarmupPolyLRScheduler(optimizer, self.initial_lr, round(self.warmup_fraction * total), total,
+                                         self.num_iterations_per_epoch)
+        return optimizer, schedule
 
+    def on_train_epoch_start(self):
+        self._iteration_in_epoch = 0
+        super().on_train_epoch_start()  # nnU-Net: lr_scheduler.step(epoch), the epoch's first iteration
 
-def network_builder(network: str, **options):
-    """A trainer's ``build_network_architecture`` for a plug-in ``network`` (``options``: those of
-    :func:`~nnunet_tongue.networks.from_plans.build_network`): a staticmethod that uses only its arguments,
-    as nnU-Net's inference calls it on the class."""
-
-    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
-                                   num_input_channels: int, num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
-        return build_network(network, configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision, **options)
-
-    return staticmethod(build_network_architecture)
+    def train_step(self, batch: dict) -> dict:
+        self.lr_scheduler.step_iteration(self.current_epoch * self.num_iterations_per_epoch + self._iteration_in_epoch)
+        self._iteration_in_epoch += 1
+        return super().train_step(batch)
 
 
 class nnUNetTrainerResUNet(AdamWWarmupTrainer):
     """Residual-encoder + residual-decoder U-Net (dynamic-network-architectures ``ResidualUNet``)."""
 
-    build_network_architecture = network_builder("ResUNet")
+    network_name = "ResUNet"
 
 
 class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
     """FabiansUNet: residual encoder (1,2,3,4,4,… blocks) + one conv per decoder stage."""
 
-    build_network_architecture = network_builder("FabiansUNet")
+    network_name = "FabiansUNet"
 
 
 class nnUNetTrainerTUNet(AdamWWarmupTrainer):
-    """Transformer-UNet on 16×16 patches; deep-supervision scales follow its own decoder."""
+    """Transformer-UNet on 16×16 tokens; deep-supervision scales follow its own decoder."""
 
-    variant = "TUNet"  # a key of TUNET_VARIANTS: the options its network is built with
-    build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[variant])
-
-    def __init_subclass__(cls, **kwargs):
-        """A subclass that names another ``variant`` builds that variant."""
-        super().__init_subclass__(**kwargs)
-        if "variant" in cls.__dict__:
-            cls.build_network_architecture = network_builder("TUNet", **TUNET_VARIANTS[cls.variant])
+    network_name = "TUNet"
 
     def _get_deep_supervision_scales(self):
-        """One scale per decoder output: the T-Unet's own strides, not those of the plans' PlainConvUNet."""
+        """One scale per decoder output: the T-Unet's CNN strides, not those of the plans' PlainConvUNet."""
         if not self.enable_deep_supervision:
             return None
-        arch = architecture_for("TUNet", self.configuration_manager.configuration["architecture"],
-                                self.configuration_manager.patch_size, **TUNET_VARIANTS[self.variant])
-        strides = np.vstack([np.broadcast_to(s, (len(self.configuration_manager.patch_size),))
-                             for s in arch["arch_kwargs"]["strides"]])
-        return [list(scale) for scale in 1 / np.cumprod(strides, axis=0)][:-1]
+        strides = self.configuration_manager.configuration["architecture"]["arch_kwargs"]["strides"]
+        dims = len(self.configuration_manager.patch_size)
+        return [list(np.broadcast_to(1 / scale, (dims,))) for scale in cumulative_strides(strides)]
 
 
 class nnUNetTrainerTUNetToken8(nnUNetTrainerTUNet):
-    """T-Unet on 8×8 patches: a 4× larger token grid; its width is the plans' stride-8 stage (256 by default)."""
+    """T-Unet on 8×8 tokens: a 4× larger token grid, a 256-wide transformer."""
 
-    variant = "TUNetToken8"
+    network_options = TUNET_VARIANTS["TUNetToken8"]
 
 
 class nnUNetTrainerTUNetLean(nnUNetTrainerTUNet):
     """T-Unet with a lean decoder: one convolution per stage, the deeper map projected (1×1) to the skip's
     width before upsampling (fewer operations per step than :class:`nnUNetTrainerTUNet`)."""
 
-    variant = "TUNetLean"
+    network_options = TUNET_VARIANTS["TUNetLean"]
 
 
 class nnUNetTrainerTUNetFast(nnUNetTrainerTUNet):
     """T-Unet sized below nnU-Net's default PlainConvUNet in operations per training step: the lean decoder,
-    a 384-wide transformer (instead of the plans' 512) and MLP ratio 2."""
+    a 384-wide transformer and MLP ratio 2."""
 
-    variant = "TUNetFast"
+    network_options = TUNET_VARIANTS["TUNetFast"]
 
 
 class UprightPhotoAugmentation:
@@ -142,13 +168,19 @@ class nnUNetTrainerTUNetUpright(UprightPhotoAugmentation, nnUNetTrainerTUNet):
     """T-Unet trained with :class:`UprightPhotoAugmentation` (left-right mirroring, rotations within ±15°)."""
 
 
-class nnUNetTrainerResUNetSGD(nnUNetTrainer):
+class nnUNetTrainerResUNetSGD(PlugInNetworkTrainer):
     """The ResUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
-    build_network_architecture = network_builder("ResUNet")
+    network_name = "ResUNet"
 
 
-class nnUNetTrainerFabiansUNetSGD(nnUNetTrainer):
+class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
     """The FabiansUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
-    build_network_architecture = network_builder("FabiansUNet")
+    network_name = "FabiansUNet"
+
+
+#: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
+PRODUCT_TRAINERS = (nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
+                    nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetUpright,
+                    nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)

@@ -6,9 +6,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from nnunet_tongue.dataset_conversion.images import BadInput, Finding
-
-MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")
+from nnunet_tongue.photos import BadInput, Finding
 
 #: pixels that touch at an edge or a corner belong to the same region
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

@@ -7,10 +7,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_tongue.dataset_conversion.images import PHOTO_SUFFIXES, BadInput
-from nnunet_tongue.dataset_conversion.labelme import embedded_photo, load_labelme, photo_file
-from nnunet_tongue.dataset_conversion.masks import MASK_SUFFIXES
-from nnunet_tongue.dataset_conversion.report import ERROR, WARNING, Problem, display_path
+from nnunet_tongue.conversion.labelme import embedded_photo, load_labelme, photo_file
+from nnunet_tongue.conversion.report import ERROR, WARNING, Problem, display_path
+from nnunet_tongue.photos import MASK_SUFFIXES, PHOTO_SUFFIXES, BadInput
 
 LAYOUTS = ("auto", "paired", "biohit", "labelme")
 #: folder names (case-insensitive) that auto-detection takes for photos and for masks

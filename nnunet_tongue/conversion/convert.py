@@ -1,30 +1,26 @@
 """``nnunet-tongue convert``: tongue photos + masks / LabelMe / BioHit -> nnU-Net raw dataset (``Dataset501_Tongue``).
 
-Python API: :func:`convert_dataset`. Command line: :func:`main`, also runnable from a checkout as
-``python dataset_conversion/convert.py``. Rules and layouts: docs/conversion.md.
+Python API: :func:`convert_dataset`. Command line: :func:`main` (also ``python -m
+nnunet_tongue.conversion.convert``). Rules and layouts: docs/conversion.md.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if not __package__:  # run as a script: import this checkout's package, not sibling modules by bare name
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_tongue.dataset_conversion.cases import ON_INVERTED, CaseOptions, CaseTask, convert_case
-from nnunet_tongue.dataset_conversion.layouts import LAYOUTS, discover
-from nnunet_tongue.dataset_conversion.naming import case_id
-from nnunet_tongue.dataset_conversion.output import (
+from nnunet_tongue.conversion.cases import ON_INVERTED, CaseOptions, CaseTask, convert_case
+from nnunet_tongue.conversion.layouts import LAYOUTS, discover
+from nnunet_tongue.conversion.naming import case_id
+from nnunet_tongue.conversion.output import (
     Staging,
     check_target,
     dataset_folder_name,
@@ -35,8 +31,8 @@ from nnunet_tongue.dataset_conversion.output import (
     write_report,
     write_splits,
 )
-from nnunet_tongue.dataset_conversion.report import ERROR, CaseRecord, ConversionError, ConversionReport, Problem
-from nnunet_tongue.dataset_conversion.splits import TRAIN, assign_subsets, kfold_splits, read_split_file
+from nnunet_tongue.conversion.report import ERROR, CaseRecord, ConversionError, ConversionReport, Problem
+from nnunet_tongue.conversion.splits import TRAIN, assign_subsets, kfold_splits, read_split_file
 
 __all__ = ["ConversionError", "ConversionReport", "convert_dataset", "main", "parse_mask_values"]
 

@@ -1,17 +1,32 @@
-"""Reading photos: open and fully decode any file, apply EXIF orientation, bring every pixel format to 8-bit RGB."""
+"""Photo and mask files: which files count, in what order, and how a photo is read.
+
+One reader for the whole package: ``convert`` reads the training photos, ``segment`` and the app read
+the photos to segment, ``evaluate`` finds masks and photos, all through this module, so a photo reaches
+the network the way the training photos did. Reading = open and fully decode the file (truncated files
+fail here), apply its EXIF orientation (outputs are in the *displayed* orientation), bring every pixel
+format to 8-bit RGB (transparency dropped, not composited).
+"""
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+#: photo files a folder is searched for (any case)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: mask files ``convert`` accepts (lossy ones with a warning)
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")
+#: mask files ``evaluate`` scores: lossless only (JPEG would blur the labels)
+LOSSLESS_MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 EXIF_ORIENTATION = 0x0112
 
 _GREY = ("L", "LA", "1")
@@ -107,3 +122,58 @@ def scaled_size(width: int, height: int, max_size: int | None) -> tuple[int, int
 def resize_photo(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Photo resized to ``size`` (W, H) with Lanczos filtering."""
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+class PhotoError(Exception):
+    """A photo that cannot be read (missing, empty, corrupt, truncated, not an image, unsupported format)."""
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key that puts ``2`` before ``10`` (case-blind)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_photos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files and folders -> photo paths, in the given order; a folder gives its photos (not recursive), 1, 2, 10 order.
+
+    A file named explicitly is taken whatever its ending (and reported later if it is no photo); a folder
+    gives its files ending in one of :data:`PHOTO_SUFFIXES` (any case). Raises :class:`FileNotFoundError`
+    for an input that does not exist. Duplicates are dropped.
+    """
+    photos: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES),
+                           key=lambda p: natural_key(p.name))
+        elif path.exists():
+            found = [path]
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                photos.append(p)
+    return photos
+
+
+def load_photo(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a photo fully, in displayed orientation -> ``(uint8 RGB [H, W, 3], EXIF orientation (1 = none))``.
+
+    Raises :class:`PhotoError` with the reason and the fix when the file cannot be used.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise BadInput("file not found", "check the path")
+        im, high_bit_depth = open_image(path)
+        with im:
+            im, orientation = apply_exif_orientation(im)
+            rgb, _ = photo_to_rgb(im, high_bit_depth)
+    except BadInput as e:
+        raise PhotoError(f"{e.message} ({e.fix})") from None
+    except (OSError, ValueError, MemoryError) as e:  # anything the reader above does not name
+        raise PhotoError(f"cannot read: {e.__class__.__name__}: {e}") from None
+    return np.ascontiguousarray(rgb, dtype=np.uint8), orientation

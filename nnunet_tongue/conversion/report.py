@@ -44,7 +44,7 @@ class CaseRecord:
 
 @dataclass
 class ConversionReport:
-    """The outcome of :func:`~nnunet_tongue.dataset_conversion.convert.convert_dataset`.
+    """The outcome of :func:`~nnunet_tongue.conversion.convert.convert_dataset`.
 
     ``dataset_folder`` is the written dataset, or ``None`` when nothing was written (errors or dry run).
     """

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nnunet_tongue.dataset_conversion.images import (
+from nnunet_tongue.photos import (
     BadInput,
     Finding,
     apply_exif_orientation,
@@ -20,11 +20,11 @@ from nnunet_tongue.dataset_conversion.images import (
     resize_photo,
     scaled_size,
 )
-from nnunet_tongue.dataset_conversion.labelme import draw_tongue, embedded_photo, load_labelme
-from nnunet_tongue.dataset_conversion.layouts import CaseSource
-from nnunet_tongue.dataset_conversion.masks import binarise, looks_inverted, mask_levels, resize_mask, stray_regions
-from nnunet_tongue.dataset_conversion.report import ERROR, WARNING, CaseRecord, Problem, display_path
-from nnunet_tongue.dataset_conversion.splits import TEST
+from nnunet_tongue.conversion.labelme import draw_tongue, embedded_photo, load_labelme
+from nnunet_tongue.conversion.layouts import CaseSource
+from nnunet_tongue.conversion.masks import binarise, looks_inverted, mask_levels, resize_mask, stray_regions
+from nnunet_tongue.conversion.report import ERROR, WARNING, CaseRecord, Problem, display_path
+from nnunet_tongue.conversion.splits import TEST
 
 ON_INVERTED = ("fix", "fail", "keep")
 #: PNG zlib level: 1 writes several times faster than the default 6 for a few % larger files

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-from nnunet_tongue.dataset_conversion.report import ERROR, WARNING, Problem
+from nnunet_tongue.conversion.report import ERROR, WARNING, Problem
 
 TRAIN = "train"
 TEST = "test"

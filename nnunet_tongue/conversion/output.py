@@ -14,10 +14,10 @@ from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
 from nnunet_tongue import __version__
-from nnunet_tongue.dataset_conversion.report import ERROR, WARNING, CaseRecord, ConversionReport, Problem
+from nnunet_tongue.conversion import CONVERSION_KEY
+from nnunet_tongue.conversion.report import ERROR, WARNING, CaseRecord, ConversionReport, Problem
 
 #: dataset.json key that records how photos were scaled; the segment command reads it from the model folder
-CONVERSION_KEY = "nnunet_tongue_conversion"
 CASES_CSV = "conversion_cases.csv"
 REPORT_TXT = "conversion_report.txt"
 REPORT_JSON = "conversion_report.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nnunet_tongue.dataset_conversion.images import PHOTO_SUFFIXES, BadInput, Finding
+from nnunet_tongue.photos import PHOTO_SUFFIXES, BadInput, Finding
 
 
 def load_labelme(path: Path) -> dict:

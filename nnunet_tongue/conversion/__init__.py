@@ -1,0 +1,19 @@
+"""Tongue photos + masks / LabelMe / BioHit -> an nnU-Net raw dataset (``nnunet-tongue convert``).
+
+``convert.py`` is the API and the command; ``layouts.py`` finds the cases, ``cases.py`` converts one,
+``masks.py`` binarises masks, ``labelme.py`` reads annotations, ``splits.py`` decides train/test,
+``naming.py`` makes case ids, ``output.py`` writes the dataset, ``report.py`` collects problems.
+Photos are read by :mod:`nnunet_tongue.photos`. Rules: docs/conversion.md.
+"""
+
+from __future__ import annotations
+
+#: key the converter adds to dataset.json; nnU-Net copies dataset.json into every model folder, so
+#: ``segment`` reads the training scale back from there
+CONVERSION_KEY = "nnunet_tongue_conversion"
+
+
+def training_max_size(dataset_json: dict) -> int | None:
+    """Longest side the training photos were downscaled to at conversion (None: kept at full size)."""
+    value = (dataset_json.get(CONVERSION_KEY) or {}).get("max_size")
+    return int(value) if value else None
