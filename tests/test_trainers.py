@@ -160,3 +160,38 @@ def test_upright_trainer_mirrors_left_right_only_and_rotates_within_15_degrees(c
 def test_default_augmentation_also_mirrors_upside_down(constructed):
     trainer = constructed(trainers.nnUNetTrainerTUNet)
     assert trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[3] == (0, 1)
+
+
+def test_budget_trainer_replaces_the_planned_batch_size(initialised):
+    trainer = initialised(budget_trainer("nnUNetTrainerTUNet_2epochs_3its_bs3"))
+    assert trainer.batch_size == 3 and trainer.configuration_manager.batch_size == 3
+
+
+def test_photo_augmentation_widens_scaling_and_adds_colour_changes(constructed):
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    from nnunet_tongue.training.augmentation import ChannelMixTransform, SaturationTransform
+
+    trainer = constructed(trainers.nnUNetTrainerTUNetPhotoAug)
+    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes == (1,)  # upright photos: left-right only
+    composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
+                                               mirror_axes, dummy_2d)
+    spatial = next(t for t in composed.transforms if isinstance(t, SpatialTransform))
+    assert spatial.scaling == (0.5, 1.8) and spatial.p_scaling == 0.6
+    colour = {type(getattr(t, "transform", t)) for t in composed.transforms}
+    assert {SaturationTransform, ChannelMixTransform} <= colour
+    plain = constructed(trainers.nnUNetTrainerTUNet)
+    default = plain.get_training_transforms(plain.configuration_manager.patch_size, rotation, None, mirror_axes,
+                                            dummy_2d)
+    assert next(t for t in default.transforms if isinstance(t, SpatialTransform)).scaling == (0.7, 1.4)
+
+
+def test_saturation_zero_makes_grey_and_channel_mixing_keeps_grey_grey():
+    from nnunet_tongue.training.augmentation import ChannelMixTransform, SaturationTransform
+
+    colour = torch.randn(3, 8, 8)
+    grey = SaturationTransform(factor=0.0)(image=colour.clone())["image"]
+    assert torch.allclose(grey[0], grey[1]) and torch.allclose(grey[1], grey[2])
+    assert torch.allclose(ChannelMixTransform(0.3)(image=grey.clone())["image"], grey, atol=1e-6)
+    assert not torch.allclose(ChannelMixTransform(0.3)(image=colour.clone())["image"], colour)

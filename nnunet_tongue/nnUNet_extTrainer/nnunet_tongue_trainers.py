@@ -10,6 +10,7 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerTUNet,
     nnUNetTrainerTUNetFast,
     nnUNetTrainerTUNetLean,
+    nnUNetTrainerTUNetPhotoAug,
     nnUNetTrainerTUNetToken8,
     nnUNetTrainerTUNetUpright,
 )

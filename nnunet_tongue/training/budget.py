@@ -1,8 +1,9 @@
 """Trainers with a short fixed budget, named as nnU-Net names its own (``nnUNetTrainer_5epochs``).
 
-``<trainer>_<E>epochs_<I>its[_<V>val][_lr<X>]`` is ``<trainer>`` (a plug-in trainer or nnU-Net's
+``<trainer>_<E>epochs_<I>its[_<V>val][_lr<X>][_bs<B>]`` is ``<trainer>`` (a plug-in trainer or nnU-Net's
 ``nnUNetTrainer``) with ``num_epochs = E``, ``num_iterations_per_epoch = I``, and, when given,
-``num_val_iterations_per_epoch = V`` and ``initial_lr = X``; everything else is the parent trainer, so a
+``num_val_iterations_per_epoch = V``, ``initial_lr = X`` and the plans' batch size replaced by ``B`` (to
+compare trainings on datasets of different sizes, for which nnU-Net plans different batches); everything else is the parent trainer, so a
 budget run compares networks and optimisers on equal terms, and the budget is in the output folder's name.
 On CUDA they also record the training's peak GPU memory in ``fold_N/cuda_memory.json``.
 
@@ -24,16 +25,17 @@ from nnunet_tongue.training.trainers import PRODUCT_TRAINERS
 
 _BASES = {cls.__name__: cls for cls in (nnUNetTrainer, *PRODUCT_TRAINERS)}
 _NAME = re.compile(r"(?P<base>nnUNetTrainer\w*?)_(?P<epochs>[1-9]\d*)epochs_(?P<iterations>[1-9]\d*)its"
-                   r"(?:_(?P<val>[1-9]\d*)val)?(?:_lr(?P<lr>\d+(?:\.\d+)?(?:e-?\d+)?))?")
+                   r"(?:_(?P<val>[1-9]\d*)val)?(?:_lr(?P<lr>\d+(?:\.\d+)?(?:e-?\d+)?))?(?:_bs(?P<batch>[1-9]\d*))?")
 _MADE: dict[str, type] = {}
 
 
 def budget_trainer_name(trainer: str, epochs: int, iterations: int, val_iterations: int | None = None,
-                        lr: float | None = None) -> str:
+                        lr: float | None = None, batch_size: int | None = None) -> str:
     """The class name of ``trainer`` on that budget, e.g. ``nnUNetTrainerTUNet_8epochs_12its_3val``."""
     name = f"{trainer}_{int(epochs)}epochs_{int(iterations)}its"
     name += f"_{int(val_iterations)}val" if val_iterations else ""
     name += f"_lr{lr:g}" if lr else ""
+    name += f"_bs{int(batch_size)}" if batch_size else ""
     if budget_trainer(name) is None:
         raise ValueError(f"no budget trainer for {trainer!r}: use one of {', '.join(_BASES)}")
     return name
@@ -48,7 +50,11 @@ class BudgetTrainer:
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         for attribute, value in self.budget.items():
-            setattr(self, attribute, value)
+            if attribute == "batch_size":  # nnU-Net reads it from the configuration in initialize()
+                self.plans_manager.plans["configurations"][configuration]["batch_size"] = value
+                self.configuration_manager.configuration["batch_size"] = value
+            else:
+                setattr(self, attribute, value)
 
     def on_train_end(self):
         super().on_train_end()
@@ -69,6 +75,8 @@ def budget_trainer(name: str) -> type | None:
             budget["num_val_iterations_per_epoch"] = int(match["val"])
         if match["lr"]:
             budget["initial_lr"] = float(match["lr"])
+        if match["batch"]:
+            budget["batch_size"] = int(match["batch"])
         _MADE[name] = type(name, (BudgetTrainer, _BASES[match["base"]]),
                            {"budget": budget, "__module__": __name__, "__qualname__": name,
                             "__doc__": f"{match['base']} with {budget}."})

@@ -8,7 +8,8 @@ Product trainers (``-tr``), each building its network from nnU-Net's DEFAULT pla
 - :class:`nnUNetTrainerFabiansUNet`: residual encoder + plain conv decoder.
 
 Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`, :class:`nnUNetTrainerTUNetLean`,
-:class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright` (the augmentation),
+:class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright`,
+:class:`nnUNetTrainerTUNetPhotoAug` (the augmentation),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -29,6 +29,7 @@ from nnunet_tongue.networks.from_plans import (
     legacy_architecture,
 )
 from nnunet_tongue.networks.tunet import cumulative_strides
+from nnunet_tongue.training.augmentation import PhotoAugmentation, UprightPhotoAugmentation
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
@@ -143,29 +144,12 @@ class nnUNetTrainerTUNetFast(nnUNetTrainerTUNet):
     network_options = TUNET_VARIANTS["TUNetFast"]
 
 
-class UprightPhotoAugmentation:
-    """Augmentation for upright photos (2d): mirror left-right only and rotate within ±``max_rotation_deg``.
-
-    nnU-Net's 2d default mirrors both axes and rotates by up to ±180° when the patch is near-square, so it
-    also trains on upside-down photos, where the tongue lies above the lips. A mixin placed before the
-    trainer; test-time mirroring (``inference_allowed_mirroring_axes``) follows the training's axes.
-    """
-
-    max_rotation_deg = 15.0  # nnU-Net's own 2d range for elongated patches
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        if len(self.configuration_manager.patch_size) != 2:
-            return super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        rotation = (-np.deg2rad(self.max_rotation_deg), np.deg2rad(self.max_rotation_deg))
-        mirror_axes = (1,)  # (rows, columns): columns = left-right
-        initial_patch_size = get_patch_size(self.configuration_manager.patch_size, rotation, rotation, rotation,
-                                            (0.85, 1.25))  # the scale range nnU-Net passes here too
-        self.inference_allowed_mirroring_axes = mirror_axes
-        return rotation, False, initial_patch_size, mirror_axes
-
-
 class nnUNetTrainerTUNetUpright(UprightPhotoAugmentation, nnUNetTrainerTUNet):
     """T-Unet trained with :class:`UprightPhotoAugmentation` (left-right mirroring, rotations within ±15°)."""
+
+
+class nnUNetTrainerTUNetPhotoAug(PhotoAugmentation, nnUNetTrainerTUNet):
+    """T-Unet trained with :class:`PhotoAugmentation`: upright photos from any camera, distance and light."""
 
 
 class nnUNetTrainerResUNetSGD(PlugInNetworkTrainer):
@@ -183,4 +167,4 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
 PRODUCT_TRAINERS = (nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
                     nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetUpright,
-                    nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerTUNetPhotoAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)

@@ -1,0 +1,101 @@
+"""Data augmentation for tongue photos, as mixins placed before an nnU-Net trainer.
+
+- :class:`UprightPhotoAugmentation`: photos are upright, so mirror left-right only and rotate a little.
+- :class:`PhotoAugmentation`: photos from any camera: the upright rules, plus scale from far shots to
+  close-ups (crops that cut the tongue at the border come with the zoom-in), and colour changes that
+  survive nnU-Net's per-image, per-channel z-score normalisation (which already removes white balance and
+  exposure, i.e. per-channel gains and offsets): saturation and channel mixing (hue / colour cast).
+  Blur, noise, low resolution, brightness, contrast and gamma stay nnU-Net's own (batchgeneratorsv2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from batchgeneratorsv2.helpers.scalar_type import RandomScalar, sample_scalar
+from batchgeneratorsv2.transforms.base.basic_transform import ImageOnlyTransform
+from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+from batchgeneratorsv2.transforms.utils.random import RandomTransform
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+
+
+class UprightPhotoAugmentation:
+    """Augmentation for upright photos (2d): mirror left-right only and rotate within ±``max_rotation_deg``.
+
+    nnU-Net's 2d default mirrors both axes and rotates by up to ±180° when the patch is near-square, so it
+    also trains on upside-down photos, where the tongue lies above the lips. Test-time mirroring
+    (``inference_allowed_mirroring_axes``) follows the training's axes.
+    """
+
+    max_rotation_deg = 15.0  # nnU-Net's own 2d range for elongated patches
+    scaling = (0.85, 1.25)  # the scale range nnU-Net sizes its initial patch with
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        if len(self.configuration_manager.patch_size) != 2:
+            return super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation = (-np.deg2rad(self.max_rotation_deg), np.deg2rad(self.max_rotation_deg))
+        mirror_axes = (1,)  # (rows, columns): columns = left-right
+        initial_patch_size = get_patch_size(self.configuration_manager.patch_size, rotation, rotation, rotation,
+                                            self.scaling)
+        self.inference_allowed_mirroring_axes = mirror_axes
+        return rotation, False, initial_patch_size, mirror_axes
+
+
+class SaturationTransform(ImageOnlyTransform):
+    """Pull RGB channels towards (factor < 1) or away from (factor > 1) their mean: less or more saturated."""
+
+    def __init__(self, factor: RandomScalar = (0.3, 1.5)):
+        super().__init__()
+        self.factor = factor
+
+    def get_parameters(self, **data_dict) -> dict:
+        return {"factor": sample_scalar(self.factor, data_dict["image"])}
+
+    def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
+        if img.shape[0] != 3:
+            return img
+        grey = img.mean(0, keepdim=True)
+        return grey + params["factor"] * (img - grey)
+
+
+class ChannelMixTransform(ImageOnlyTransform):
+    """Multiply the RGB channels by a random matrix near the identity (off-diagonal entries within
+    ±``strength``): hue shifts and colour casts that a per-channel normalisation cannot undo."""
+
+    def __init__(self, strength: float = 0.25):
+        super().__init__()
+        self.strength = strength
+
+    def get_parameters(self, **data_dict) -> dict:
+        mix = torch.eye(3) + (torch.rand(3, 3) * 2 - 1) * self.strength * (1 - torch.eye(3))
+        return {"mix": mix / mix.sum(1, keepdim=True)}  # rows sum to 1: a grey pixel stays grey
+
+    def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
+        if img.shape[0] != 3:
+            return img
+        return torch.einsum("ij,j...->i...", params["mix"].to(img), img)
+
+
+class PhotoAugmentation(UprightPhotoAugmentation):
+    """Augmentation for photos from any camera, distance and light (2d RGB); see the module docstring.
+
+    Scale: a patch shows between 1 / ``scaling[1]`` and 1 / ``scaling[0]`` times the area around its centre
+    (``scaling`` < 1 zooms in, so close-ups and tongues cut by the border; > 1 zooms out, far shots),
+    with probability ``p_scaling`` per sample instead of nnU-Net's 0.2 within (0.7, 1.4).
+    """
+
+    scaling = (0.5, 1.8)
+    p_scaling = 0.6
+    p_colour = 0.3
+
+    def get_training_transforms(self, *args, **kwargs):
+        composed = super().get_training_transforms(*args, **kwargs)
+        transforms = composed.transforms
+        spatial = next(i for i, t in enumerate(transforms) if isinstance(t, SpatialTransform))
+        transforms[spatial].scaling = self.scaling
+        transforms[spatial].p_scaling = self.p_scaling
+        transforms[spatial + 1:spatial + 1] = [
+            RandomTransform(SaturationTransform(), apply_probability=self.p_colour),
+            RandomTransform(ChannelMixTransform(), apply_probability=self.p_colour),
+        ]
+        return composed
