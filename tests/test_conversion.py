@@ -153,6 +153,18 @@ def test_dataset_json_is_nnunets_with_the_conversion_key(tmp_path):
     assert meta[CONVERSION_KEY]["max_size"] == 32 and meta[CONVERSION_KEY]["converter_version"]
 
 
+def test_dataset_json_records_the_training_tongues_extent_for_segment(tmp_path):
+    convert(paired(tmp_path / "src"), tmp_path, max_size=32)
+    folder = tmp_path / "raw" / DATASET
+    extent = json.loads((folder / "dataset.json").read_text())[CONVERSION_KEY]["tongue_extent_px"]
+    sides = []
+    for path in (folder / "labelsTr").glob("*.png"):
+        rows, cols = np.nonzero(np.asarray(Image.open(path)))
+        sides.append(max(np.ptp(rows), np.ptp(cols)) + 1)
+    assert extent["n_cases"] == 4 and extent["median"] == pytest.approx(float(np.median(sides)))
+    assert min(sides) <= extent["p5"] <= extent["median"] <= extent["p95"] <= max(sides)
+
+
 def test_output_root_defaults_to_nnUNet_raw(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "env_raw"))
     convert_dataset(paired(tmp_path / "src"), workers=1, progress=False)

@@ -325,3 +325,48 @@ def test_model_folder_written_before_0_2_still_predicts(trained_tongue_model, tm
     grid = [p // 16 for p in patch]
     assert segmenter.predictor.network.transformer.pos_embed.shape == (1, grid[0] * grid[1], 512)
     assert segmenter.segment(photo_rgb).shape == photo_rgb.shape[:2]
+
+
+# --- scale: a second pass brings the tongue to the training tongues' size ------------------------------------------
+
+
+def _with_tongue_extent(model_folder: Path, tmp_path: Path, extent: dict) -> Path:
+    import shutil
+
+    folder = tmp_path / model_folder.name
+    shutil.copytree(model_folder, folder, ignore=shutil.ignore_patterns("validation"))
+    dataset = json.loads((folder / "dataset.json").read_text())
+    dataset[CONVERSION_KEY] = {"max_size": TRAINING_SIZE, "tongue_extent_px": extent}
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    return folder
+
+
+def _extent(segmenter: TongueSegmenter, photo: np.ndarray) -> float:
+    mask = segmenter.predict(photo).mask
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return float(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+
+
+@pytest.mark.parametrize("times, shape", [(0.5, (32, 48)), (2.0, (64, 96))])
+def test_tongue_outside_the_training_range_is_segmented_again_at_the_training_size(trained_tongue_model, tmp_path,
+                                                                                   segmenter, photo_rgb, times, shape):
+    """Recorded training tongues half (twice) as large as this one: a second pass on the photo shrunk to half
+    (on a window around the tongue, enlarged twice)."""
+    found = _extent(segmenter, photo_rgb)
+    extent = {"p5": 0.9 * times * found, "median": times * found, "p95": 1.1 * times * found}
+    folder = _with_tongue_extent(trained_tongue_model.model_folder, tmp_path, extent)
+    rescaling = TongueSegmenter(folder, device="cpu", max_size=TRAINING_SIZE)
+    prediction = rescaling.predict(photo_rgb)
+    assert prediction.rescale_factor == pytest.approx(times, rel=0.02)
+    assert prediction.inference_shape == shape
+    assert prediction.mask.shape == photo_rgb.shape[:2] and prediction.mask.any()
+
+
+def test_tongue_within_the_training_range_is_segmented_once(trained_tongue_model, tmp_path, segmenter, photo_rgb):
+    found = _extent(segmenter, photo_rgb)
+    folder = _with_tongue_extent(trained_tongue_model.model_folder, tmp_path,
+                                 {"p5": 0.8 * found, "median": found, "p95": 1.2 * found})
+    prediction = TongueSegmenter(folder, device="cpu", max_size=TRAINING_SIZE).predict(photo_rgb)
+    assert prediction.rescale_factor == 1.0
+    assert np.array_equal(prediction.mask, segmenter.predict(photo_rgb).mask)
+    assert not TongueSegmenter(folder, device="cpu", max_size=TRAINING_SIZE, rescale=False).rescale

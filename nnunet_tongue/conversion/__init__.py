@@ -17,3 +17,9 @@ def training_max_size(dataset_json: dict) -> int | None:
     """Longest side the training photos were downscaled to at conversion (None: kept at full size)."""
     value = (dataset_json.get(CONVERSION_KEY) or {}).get("max_size")
     return int(value) if value else None
+
+
+def training_tongue_extent(dataset_json: dict) -> dict | None:
+    """5th percentile, median and 95th percentile (``p5``, ``median``, ``p95``) of the training tongues' extent
+    in pixels at the training resolution (None: not recorded, e.g. converted before 0.2)."""
+    return (dataset_json.get(CONVERSION_KEY) or {}).get("tongue_extent_px")

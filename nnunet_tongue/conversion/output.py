@@ -121,8 +121,30 @@ def open_staging(output_root: Path, folder_name: str, with_test: bool) -> Stagin
         return Problem(ERROR, str(output_root), f"output folder not writable ({exc.strerror or exc})", "choose another -o/--output-root, or fix its permissions")
 
 
+def measure_tongue_extent(labels: Path) -> dict | None:
+    """5th percentile, median and 95th percentile of the tongue's extent (longest side of its bounding box, in
+    pixels) over the label PNGs in ``labels``; None when no label holds a tongue. ``segment`` brings photos'
+    tongues into this range (docs/inference.md, "Scale")."""
+    import numpy as np
+    from PIL import Image
+
+    extents = []
+    for path in sorted(labels.glob("*.png")):
+        with Image.open(path) as im:
+            mask = np.asarray(im) > 0
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if rows.size:
+            extents.append(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+    if not extents:
+        return None
+    p5, median, p95 = np.percentile(extents, [5, 50, 95])
+    return {"p5": round(float(p5), 1), "median": round(float(median), 1), "p95": round(float(p95), 1),
+            "n_cases": len(extents)}
+
+
 def write_dataset_json(folder: Path, num_training: int, dataset_name: str, layout: str, max_size: int | None) -> None:
-    """dataset.json by nnU-Net's helper: RGB channels, labels background/tongue, PNG, plus :data:`CONVERSION_KEY`."""
+    """dataset.json by nnU-Net's helper: RGB channels, labels background/tongue, PNG, plus :data:`CONVERSION_KEY`
+    (training scale: ``max_size`` and the training tongues' extent, from ``folder/labelsTr``)."""
     generate_dataset_json(
         str(folder),
         channel_names={0: "R", 1: "G", 2: "B"},
@@ -134,7 +156,8 @@ def write_dataset_json(folder: Path, num_training: int, dataset_name: str, layou
         overwrite_image_reader_writer="NaturalImage2DIO",
         license="as the source data",
         converted_by=f"nnunet-tongue convert {__version__}",
-        **{CONVERSION_KEY: {"max_size": max_size, "converter_version": __version__}},
+        **{CONVERSION_KEY: {"max_size": max_size, "tongue_extent_px": measure_tongue_extent(folder / "labelsTr"),
+                            "converter_version": __version__}},
     )
 
 

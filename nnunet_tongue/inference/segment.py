@@ -37,6 +37,7 @@ from nnunet_tongue.inference.segmenter import (
     DEFAULT_CONFIGURATION,
     DEFAULT_PLANS,
     DEFAULT_POSTPROCESS,
+    DEFAULT_RESCALE,
     DEFAULT_TILE_STEP_SIZE,
     DEFAULT_TRAINER,
     ModelError,
@@ -132,6 +133,7 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
         "inference_width": int(prediction.inference_shape[1]),
         "inference_height": int(prediction.inference_shape[0]),
         "postprocess": segmenter.postprocess,
+        "rescale_factor": round(prediction.rescale_factor, 4),
         **tongue_stats(image, mask),
         **{kind: path.relative_to(output_dir).as_posix() for kind, path in outputs.items()},
     }
@@ -238,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "still written at the photo's size). Default: the size the training photos were "
                           "downscaled to at conversion, from the model's dataset.json (none if they were not); "
                           "0 = never downscale")
+    run.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=DEFAULT_RESCALE,
+                     help="when the tongue found is much larger or smaller than the training tongues (outside the "
+                          "5th-95th percentile of their extent, recorded by convert in the model's dataset.json), "
+                          "segment again with it brought to their median size (default "
+                          f"{'on' if DEFAULT_RESCALE else 'off'}; no effect for models without that record)")
     out = parser.add_argument_group("output")
     out.add_argument("--overwrite", action="store_true",
                      help="replace existing outputs (default: refuse, listing them)")
@@ -266,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         load = functools.partial(
             TongueSegmenter, model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
             mirroring=args.mirroring, postprocess=args.postprocess, tile_step_size=args.step_size,
-            max_size="model" if args.max_size is None else args.max_size, verbose=args.verbose)
+            max_size="model" if args.max_size is None else args.max_size, rescale=args.rescale, verbose=args.verbose)
         report = segment_photos(args.input, args.output, load, overwrite=args.overwrite,
                                 progress=not args.no_progress, jsonl_name=args.jsonl)
     except (ModelError, FileNotFoundError, FileExistsError, ValueError) as e:

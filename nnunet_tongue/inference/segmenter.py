@@ -28,8 +28,10 @@ import torch
 from PIL import Image
 
 from nnunet_tongue.conversion import training_max_size as conversion_max_size
+from nnunet_tongue.conversion import training_tongue_extent
+from nnunet_tongue.inference.outputs import bounding_box
+from nnunet_tongue.inference.postprocess import largest_component, postprocess_mask
 from nnunet_tongue.photos import resize_photo, scaled_size
-from nnunet_tongue.inference.postprocess import postprocess_mask
 
 DEFAULT_TRAINER = "nnUNetTrainerTUNet"
 DEFAULT_PLANS = "nnUNetPlans"
@@ -37,6 +39,8 @@ DEFAULT_CONFIGURATION = "2d"
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 #: post-processing (largest component + holes filled) is on unless asked otherwise; see docs/inference.md
 DEFAULT_POSTPROCESS = True
+#: a second pass brings a tongue much larger or smaller than the training tongues to their size
+DEFAULT_RESCALE = True
 #: nnU-Net's default sliding-window step (fraction of the patch size)
 DEFAULT_TILE_STEP_SIZE = 0.5
 #: spacing NaturalImage2DIO gives every 2D image
@@ -161,7 +165,8 @@ class Prediction:
 
     probability: np.ndarray  # float32 [H, W] in [0, 1]
     mask: np.ndarray  # bool [H, W]: probability >= 0.5, post-processed when the segmenter post-processes
-    inference_shape: tuple[int, int]  # (h, w) fed to nnU-Net
+    inference_shape: tuple[int, int]  # (h, w) fed to nnU-Net (in the second pass when rescaled)
+    rescale_factor: float = 1.0  # tongue size change of the second pass (1.0: no second pass)
 
 
 class TongueSegmenter:
@@ -169,13 +174,17 @@ class TongueSegmenter:
 
     ``max_size``: ``"model"`` (default) reads the training scale from the model's dataset.json;
     an int downscales photos to that longest side; ``None`` or 0 feeds photos at their own size.
+    ``rescale``: when the tongue found at that scale is larger or smaller than the training tongues (outside
+    the 5th-95th percentile of their extent, recorded in the model's dataset.json), segment once more with
+    the tongue brought to the training tongues' median extent: a close-up is shrunk, a far shot cropped
+    around the tongue and enlarged (see docs/inference.md, "Scale").
     """
 
     def __init__(self, model_folder: str | os.PathLike, folds: list[int | str] | tuple | None = None,
                  checkpoint: str = DEFAULT_CHECKPOINT, device: str | torch.device = "auto",
                  mirroring: bool = False, postprocess: bool = DEFAULT_POSTPROCESS,
                  tile_step_size: float = DEFAULT_TILE_STEP_SIZE, max_size: int | str | None = "model",
-                 verbose: bool = False):
+                 rescale: bool = DEFAULT_RESCALE, verbose: bool = False):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         self.model_folder = Path(model_folder)
@@ -215,6 +224,8 @@ class TongueSegmenter:
             self.max_size = training_max_size(self.model_folder)
         else:
             self.max_size = int(max_size) if max_size else None
+        self.tongue_extent = training_tongue_extent(dataset_json)
+        self.rescale = bool(rescale) and self.tongue_extent is not None
         # nnU-Net narrates loading on stdout (device remark, trainer search); keep it for --verbose only
         chatter = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
         with chatter:
@@ -238,6 +249,7 @@ class TongueSegmenter:
         return {"model_folder": str(self.model_folder), "trainer": self.trainer_name, "folds": self.folds,
                 "checkpoint": self.checkpoint, "device": str(self.device), "mirroring": self.mirroring,
                 "postprocess": self.postprocess, "tile_step_size": self.tile_step_size, "max_size": self.max_size,
+                "rescale": self.rescale, "training_tongue_extent_px": self.tongue_extent,
                 "patch_size": list(self.predictor.configuration_manager.patch_size)}
 
     def _foreground_probability(self, probabilities: np.ndarray) -> np.ndarray:
@@ -247,24 +259,64 @@ class TongueSegmenter:
             return probabilities.max(0)
         return 1.0 - probabilities[0]  # channel 0 is background
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        """Tongue probability and mask for a photo array ((H, W), (H, W, 3) or (H, W, 4), displayed orientation);
-        the mask is post-processed when :attr:`postprocess` is on (the one place that decides it)."""
-        image = as_model_channels(image, self.channels)
+    def _probability(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Tongue probability at ``image``'s size, the network fed ``image`` resized to ``size`` (w, h)."""
         height, width = image.shape[:2]
-        w, h, _ = scaled_size(width, height, self.max_size)  # the converter's rule and filter (Lanczos)
-        small = image if (h, w) == (height, width) else resize_photo(image, (w, h))
+        small = image if size == (width, height) else resize_photo(image, size)  # the converter's filter
         # exactly what NaturalImage2DIO.read_images returns for a PNG: (C, 1, H, W) float32, spacing (999, 1, 1)
         data = (small.transpose(2, 0, 1)[:, None] if small.ndim == 3 else small[None, None]).astype(np.float32)
         _, probabilities = self.predictor.predict_single_npy_array(
             data, {"spacing": list(NATURAL_IMAGE_SPACING)}, None, None, True)
         probability = self._foreground_probability(probabilities)
         del probabilities
-        if (h, w) != (height, width):
+        if size != (width, height):
             small_probability = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))  # mode "F"
             probability = np.asarray(small_probability.resize((width, height), Image.Resampling.BILINEAR))
+        return probability
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Tongue probability and mask for a photo array ((H, W), (H, W, 3) or (H, W, 4), displayed orientation);
+        the mask is post-processed when :attr:`postprocess` is on (the one place that decides it)."""
+        image = as_model_channels(image, self.channels)
+        height, width = image.shape[:2]
+        w, h, scale = scaled_size(width, height, self.max_size)  # the converter's rule
+        probability = self._probability(image, (w, h))
+        factor = self._rescale_factor(probability >= 0.5, scale) if self.rescale else 1.0
+        if factor != 1.0:
+            probability, (w, h) = self._rescaled_probability(image, probability, scale * factor)
         mask = probability >= 0.5
-        return Prediction(probability, postprocess_mask(mask) if self.postprocess else mask, (h, w))
+        return Prediction(probability, postprocess_mask(mask) if self.postprocess else mask, (h, w), factor)
+
+    def _rescale_factor(self, mask: np.ndarray, scale: float) -> float:
+        """How much larger the tongue must be at the network's input to match the training tongues (1.0: it does,
+        or no tongue was found)."""
+        box = bounding_box(largest_component(mask))
+        if box is None:
+            return 1.0
+        extent = max(box["width"], box["height"]) * scale
+        low, high = self.tongue_extent["p5"], self.tongue_extent["p95"]
+        return 1.0 if low <= extent <= high else float(self.tongue_extent["median"] / extent)
+
+    def _rescaled_probability(self, image: np.ndarray, coarse: np.ndarray,
+                              scale: float) -> tuple[np.ndarray, tuple[int, int]]:
+        """Probability from a second pass at ``scale`` (photo pixels -> network pixels). Zoomed out: the whole
+        photo, smaller. Zoomed in: a window around the first pass's tongue of the size the network saw then,
+        enlarged; outside it the first pass's probability stays."""
+        height, width = image.shape[:2]
+        if scale * max(width, height) <= (self.max_size or max(width, height)):
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            return self._probability(image, size), size
+        window_w = min(width, round((self.max_size or width) / scale * width / max(width, height)))
+        window_h = min(height, round((self.max_size or height) / scale * height / max(width, height)))
+        box = bounding_box(largest_component(coarse >= 0.5))
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        x0 = int(min(max(0, round(cx - window_w / 2)), width - window_w))
+        y0 = int(min(max(0, round(cy - window_h / 2)), height - window_h))
+        size = (max(1, round(window_w * scale)), max(1, round(window_h * scale)))
+        probability = coarse.copy()
+        probability[y0:y0 + window_h, x0:x0 + window_w] = self._probability(
+            np.ascontiguousarray(image[y0:y0 + window_h, x0:x0 + window_w]), size)
+        return probability, size
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Tongue mask (bool [H, W], the image's size) for a photo array."""
