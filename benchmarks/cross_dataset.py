@@ -12,7 +12,9 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``
 3. ``nnUNetv2_train <dataset> 2d 0 -tr <trainer>_<E>epochs_<I>its_<V>val_bs<B>``: the same budget AND batch for
    every training (nnU-Net would plan a larger batch for a larger dataset);
 4. ``nnunet-tongue segment`` on each source's test photos at their original size (BioHit 768×576, NTUST
-   400×400), default settings; 5. ``nnunet-tongue evaluate`` against the original test masks.
+   400×400), default settings, once as it is (``rescaled``: a second pass brings a tongue outside the training
+   tongues' size range to their median size) and once with ``--no-rescale`` (``single_pass``);
+5. ``nnunet-tongue evaluate`` against the original test masks.
 
 Writes ``benchmarks/results/cross_dataset_<tier>.json`` (merged with earlier runs of other cells),
 worst-case sheets under ``docs/img/cross_dataset/`` and regenerates ``docs/cross_dataset.md``. A finished
@@ -33,8 +35,13 @@ from pathlib import Path
 from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, CommandFailed, finish, nnunet_env, run, start
 from biohit_benchmark import training_summary
 
+from nnunet_tongue.conversion import CONVERSION_KEY
+from nnunet_tongue.conversion.output import measure_tongue_extent
+
 #: source -> (dataset id, dataset name, split file); "both" holds the training cases of every source
 SOURCES = {"biohit": (511, "BioHit", "biohit_split.json"), "ntust": (512, "NTUST", "ntust_split.json")}
+#: how segment is run: name -> its options
+SEGMENT_VARIANTS = {"rescaled": [], "single_pass": ["--no-rescale"]}
 BOTH = (513, "BioHitNTUST")
 TRAIN_SETS = [*SOURCES, "both"]
 TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug"]
@@ -80,6 +87,7 @@ def prepare(workdir: Path, max_size: int, data: Path) -> None:
             total += len(list((single / "labelsTr").iterdir()))
         meta = json.loads((raw / dataset_name("biohit") / "dataset.json").read_text())
         meta.update(numTraining=total, name=BOTH[1])
+        meta[CONVERSION_KEY]["tongue_extent_px"] = measure_tongue_extent(staging / "labelsTr")
         (staging / "dataset.json").write_text(json.dumps(meta, indent=1))
         staging.rename(both)
     if not (workdir / "preprocessed" / dataset_name("both")).exists():
@@ -106,26 +114,38 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
     train_s, train_rss, _ = json.loads(timing.read_text())
     result = {"trainer": trainer, "budget_trainer": budgeted, "train_on": train_on, "train_wall_s": train_s,
               "train_peak_rss_MB": train_rss, **training_summary(model), "test": {}}
-    for source in SOURCES:
-        seg = workdir / f"segmented_{dataset}_{budgeted}_{source}"
-        report = workdir / f"evaluation_{dataset}_{budgeted}_{source}"
-        photos = workdir / f"test_photos_{source}"
-        gt = workdir / "fullres" / dataset_name(source) / "labelsTs"
-        log = workdir / "benchmark.log"
-        if not (report / "summary.json").exists():
-            run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model), "-f", "0",
-                 "-device", cfg["device"], "--overwrite", "--no-progress"], env, log)
-            run(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(gt), "-o", str(report),
-                 "--images", str(photos), "--overwrite"], env, log)
-        summary = json.loads((report / "summary.json").read_text())
-        result["test"][source] = {"metrics": summary["metrics"], "worst_cases": summary["worst_cases"][:5],
-                                  "n_cases": summary["n_cases"]}
-        IMG.mkdir(parents=True, exist_ok=True)
-        sheet = report / "worst_cases.png"
-        if sheet.exists():
-            name = f"{trainer}_{train_on}_on_{source}.png"
-            shutil.copy(sheet, IMG / name)
-            result["test"][source]["worst_cases_png"] = f"img/cross_dataset/{name}"
+    # the training tongues' size, as convert (0.2) records it; datasets converted earlier lack it
+    meta_file = model / "dataset.json"
+    meta = json.loads(meta_file.read_text())
+    if not (meta.get(CONVERSION_KEY) or {}).get("tongue_extent_px"):
+        meta.setdefault(CONVERSION_KEY, {})["tongue_extent_px"] = measure_tongue_extent(
+            workdir / "raw" / dataset / "labelsTr")
+        meta_file.write_text(json.dumps(meta, indent=1))
+    result["training_tongue_extent_px"] = meta[CONVERSION_KEY]["tongue_extent_px"]
+    for variant, options in SEGMENT_VARIANTS.items():
+        for source in SOURCES:
+            tag = f"{dataset}_{budgeted}_{source}_{variant}"
+            seg, report = workdir / f"segmented_{tag}", workdir / f"evaluation_{tag}"
+            photos = workdir / f"test_photos_{source}"
+            gt = workdir / "fullres" / dataset_name(source) / "labelsTs"
+            log = workdir / "benchmark.log"
+            if not (report / "summary.json").exists():
+                run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), "-m", str(model), "-f", "0",
+                     "-device", cfg["device"], "--overwrite", "--no-progress", *options], env, log)
+                run(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(gt), "-o", str(report),
+                     "--images", str(photos), "--overwrite"], env, log)
+            summary = json.loads((report / "summary.json").read_text())
+            rescaled = [json.loads(line).get("rescale_factor", 1.0) for line in
+                        (seg / "segment.jsonl").read_text().splitlines()]
+            scored = {"metrics": summary["metrics"], "worst_cases": summary["worst_cases"][:5],
+                      "n_cases": summary["n_cases"], "n_rescaled": sum(f != 1.0 for f in rescaled)}
+            sheet = report / "worst_cases.png"
+            if sheet.exists() and variant == "rescaled":
+                IMG.mkdir(parents=True, exist_ok=True)
+                name = f"{trainer}_{train_on}_on_{source}.png"
+                shutil.copy(sheet, IMG / name)
+                scored["worst_cases_png"] = f"img/cross_dataset/{name}"
+            result.setdefault("test" if variant == "rescaled" else f"test_{variant}", {})[source] = scored
     return result
 
 
@@ -147,15 +167,18 @@ def markdown(results: dict) -> str:
              "`test` case.",
              "- scored: `nnunet-tongue segment` at the photos' original size (default settings: no mirroring, "
              "post-processing on) and `nnunet-tongue evaluate` against the original masks (Dice/IoU in %, "
-             "HD95/ASSD in pixels of the original photo). Each cell: mean ± sd (worst case) over the test set.",
+             "HD95/ASSD in pixels of the original photo). Each cell: mean ± sd (worst case) over the test set. "
+             "*Single pass*: the same model with `segment --no-rescale`; in brackets, how many test photos the "
+             "default run segmented a second time because the tongue's size was outside the training range.",
              "- one training per cell: the spread between two identical trainings is not measured here (on the "
              "BioHit tier two identical 96-step trainings differed by 0.29 Dice), so differences below about "
              "half a point are not evidence.", ""]
     for trainer in sorted({c["trainer"] for c in results["cells"].values()}):
         cells = {c["train_on"]: c for c in results["cells"].values() if c["trainer"] == trainer}
         lines += [f"## {trainer}", "", "| trained on | " + " | ".join(f"Dice on {s} test" for s in SOURCES)
-                  + " | " + " | ".join(f"HD95 on {s}" for s in SOURCES) + " | run |",
-                  "|---|" + "---|" * (2 * len(SOURCES) + 1)]
+                  + " | " + " | ".join(f"HD95 on {s}" for s in SOURCES) + " | "
+                  + " | ".join(f"Dice on {s}, single pass (rescaled photos)" for s in SOURCES) + " | run |",
+                  "|---|" + "---|" * (3 * len(SOURCES) + 1)]
         for train_on in TRAIN_SETS:
             if train_on not in cells:
                 continue
@@ -163,7 +186,10 @@ def markdown(results: dict) -> str:
             dice = [_dice(c["test"][s]["metrics"]["dice"]) for s in SOURCES]
             hd = [f"{c['test'][s]['metrics']['hd95']['mean']:.1f} (max {c['test'][s]['metrics']['hd95']['max']:.1f})"
                   for s in SOURCES]
-            lines.append(f"| {train_on} | " + " | ".join(dice) + " | " + " | ".join(hd) + f" | {c['date']} |")
+            single = [f"{100 * c['test_single_pass'][s]['metrics']['dice']['mean']:.2f} ({c['test'][s]['n_rescaled']})"
+                      if "test_single_pass" in c else "—" for s in SOURCES]
+            lines.append(f"| {train_on} | " + " | ".join(dice) + " | " + " | ".join(hd) + " | " + " | ".join(single)
+                         + f" | {c['date']} |")
         lines += ["", "IoU and ASSD:", "", "| trained on | " + " | ".join(f"IoU on {s}" for s in SOURCES) + " | "
                   + " | ".join(f"ASSD on {s}" for s in SOURCES) + " |", "|---|" + "---|" * (2 * len(SOURCES))]
         for train_on in TRAIN_SETS:
