@@ -105,7 +105,15 @@ def read_mask(path: Path, label: int | None = None) -> np.ndarray:
         if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
             raise EvaluationError(f"mask {path} is a colour image; save masks as single-channel label images")
         values = colour[..., 0]
-    return values == label if label is not None else values > 0
+    if label is None:
+        return values > 0
+    mask = values == label
+    if not mask.any() and values.any():  # scoring it would count a tongue drawn with another value as empty
+        found = ", ".join(map(str, np.unique(values[values > 0])[:5]))
+        raise EvaluationError(f"mask {path} has no pixel of value {label} (--label) but other non-zero values "
+                              f"({found}): its tongue is coded with another value; leave --label out to take any "
+                              "value > 0 as tongue")
+    return mask
 
 
 def read_photo(path: Path, size: tuple[int, int]) -> np.ndarray:

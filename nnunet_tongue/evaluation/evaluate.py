@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from nnunet_tongue.evaluation import figures, report
+from nnunet_tongue.interrupts import exit_status, ignore_sigint_in_worker, sigterm_as_interrupt
 from nnunet_tongue.evaluation.cases import (
     EvaluationError,
     find_photos,
@@ -46,7 +48,7 @@ def _score_all(jobs: list[CaseJob], workers: int) -> Iterator[dict[str, object]]
     if workers == 1 or len(jobs) == 1:
         yield from tqdm(map(score_case, jobs), **bar)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=ignore_sigint_in_worker) as pool:
         chunks = max(1, len(jobs) // (workers * 8))
         yield from tqdm(pool.map(score_case, jobs, chunksize=chunks), **bar)
 
@@ -54,14 +56,22 @@ def _score_all(jobs: list[CaseJob], workers: int) -> Iterator[dict[str, object]]
 def _check_output(out_dir: Path, overwrite: bool, inputs: tuple[Path, ...]) -> None:
     if any(out_dir.resolve() == folder.resolve() for folder in inputs):
         raise EvaluationError(f"output folder {out_dir} is an input folder; write the report to a folder of its own")
+    # without summary.json (written last) the files are what an interrupted run left: replaced, not protected
     existing = [name for name in REPORT_FILES.values() if (out_dir / name).exists()]
-    if existing and not overwrite:
+    if existing and not overwrite and (out_dir / REPORT_FILES["summary_json"]).exists():
         raise EvaluationError(
             f"{out_dir} already holds a report ({', '.join(existing)}); pass --overwrite (overwrite=True) "
             "to replace it, or choose another output folder"
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluationError(f"output {out_dir} exists and is not a folder")
+    try:  # fail now, not after scoring every case
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        raise EvaluationError(f"cannot write the report to {out_dir} ({error.strerror or error}); choose another "
+                              "output folder (-o) or fix its permissions") from None
 
 
 def _match_photos(images_dir: Path, cases: list[str]) -> dict[str, Path]:
@@ -193,21 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = evaluate_folders(
-            args.pred,
-            args.gt,
-            args.output,
-            images_dir=args.images,
-            worst=args.worst,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            label=args.label,
-            ignore_missing=args.ignore_missing,
-            resize_to_gt=args.resize_to_gt,
-        )
+        with sigterm_as_interrupt():
+            summary = evaluate_folders(
+                args.pred,
+                args.gt,
+                args.output,
+                images_dir=args.images,
+                worst=args.worst,
+                workers=args.workers,
+                overwrite=args.overwrite,
+                label=args.label,
+                ignore_missing=args.ignore_missing,
+                resize_to_gt=args.resize_to_gt,
+            )
     except EvaluationError as error:
         print(f"nnunet-tongue evaluate: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"nnunet-tongue evaluate: interrupted; no report was finished in {args.output} (summary.json is "
+              "written last). Run the same command again", file=sys.stderr)
+        return exit_status(interrupt)
     print(report.format_summary(summary))
     print(f"report: {args.output}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,10 @@ def empty_cases(rows: list[dict[str, object]]) -> dict[str, list[str]]:
 
 
 def write_json(summary: dict[str, object], path: Path) -> None:
-    path.write_text(json.dumps(summary, indent=1) + "\n")
+    """Written whole or not at all (a temporary file, then renamed): its presence marks a finished report."""
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(temporary, path)
 
 
 def format_summary(summary: dict[str, object]) -> str:

@@ -10,7 +10,12 @@ output folder::
 
 The model runs in-process through stock nnU-Net's predictor (see :mod:`nnunet_tongue.inference.segmenter`).
 A photo that cannot be read or segmented is reported by name and skipped; the others are still done and
-the exit status is 1 at the end. Existing outputs are refused up front unless ``--overwrite``.
+the exit status is 1 at the end. Existing outputs are refused up front unless ``--overwrite``, which also
+removes the outputs an earlier run listed in its JSONL and this run does not write again.
+
+Nothing half-written: a photo's three files appear together (written beside their targets, then renamed),
+and ``segment.jsonl`` appears when the run ends (``.segment.jsonl.partial`` until then). Ctrl-C or SIGTERM
+stop it between two files; running the same command again redoes what the interrupted run listed.
 
 Python: :func:`segment_photos` (one call for a batch) and
 :class:`~nnunet_tongue.inference.segmenter.TongueSegmenter` (load once, segment arrays).
@@ -23,15 +28,16 @@ import functools
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from nnunet_tongue.inference.outputs import cutout_image, mask_image, overlay_image, tongue_stats
-from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 from nnunet_tongue.inference.segmenter import (
     DEFAULT_CHECKPOINT,
     DEFAULT_CONFIGURATION,
@@ -44,14 +50,21 @@ from nnunet_tongue.inference.segmenter import (
     TongueSegmenter,
     model_folder_from_dataset,
 )
+from nnunet_tongue.interrupts import exit_status, sigterm_as_interrupt
+from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 
-__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "TongueSegmenter", "main"]
+__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "OutputFolderError", "TongueSegmenter",
+           "main"]
 
 JSONL_NAME = "segment.jsonl"
 OUTPUT_KINDS = {"mask": ("masks", ".png"), "cutout": ("cutouts", ".png"), "overlay": ("overlays", ".jpg")}
 OVERLAY_JPEG_QUALITY = 90
 #: zlib level for the RGBA cut-out: 3 writes a 12-megapixel cut-out ~2.5x faster than the default 6, ~20 % larger
 CUTOUT_PNG_COMPRESS_LEVEL = 3
+
+
+class OutputFolderError(ValueError):
+    """The output folder cannot be used (a file, not writable)."""
 
 
 class OutputExistsError(FileExistsError):
@@ -113,6 +126,60 @@ def existing_outputs(plan: dict[Path, dict[str, Path]], jsonl: Path) -> list[Pat
     return clashes
 
 
+def _partial(jsonl: Path) -> Path:
+    """Where a run keeps its JSON lines until it has finished (then renamed to ``jsonl``)."""
+    return jsonl.with_name(f".{jsonl.name}.partial")
+
+
+def listed_outputs(jsonl: Path, output_dir: Path) -> list[Path]:
+    """The output files a JSONL (finished or partial) lists, inside ``output_dir`` only."""
+    if not jsonl.exists():
+        return []
+    found = []
+    root = output_dir.resolve()
+    for line in jsonl.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the last line of an interrupted run
+            continue
+        for kind in OUTPUT_KINDS:
+            if isinstance(record, dict) and isinstance(record.get(kind), str):
+                path = (output_dir / record[kind]).resolve()
+                if path.is_relative_to(root):
+                    found.append(path)
+    return found
+
+
+def check_output_folder(output_dir: Path) -> None:
+    """Create the output folders and prove they are writable, before any model is loaded (OSError names the fix)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputFolderError(f"output {output_dir} is a file, not a folder: choose a folder for -o")
+    try:
+        for folder, _ in OUTPUT_KINDS.values():
+            (output_dir / folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise OutputFolderError(f"cannot write to {output_dir} ({error.strerror or error}): choose another output "
+                                "folder (-o) or fix its permissions") from None
+
+
+def _write_all(images: dict[Path, tuple]) -> None:
+    """Write every image to a hidden temporary file beside its target, then rename them all: a photo's outputs
+    appear together or not at all (a failure or an interrupt leaves no partial file)."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for target, (image, options) in images.items():
+            temporary = target.with_name(f".{target.name}.partial")
+            written.append((temporary, target))
+            image.save(temporary, format=Image.registered_extensions()[target.suffix.lower()], **options)
+        for temporary, target in written:
+            os.replace(temporary, target)
+    finally:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)
+
+
 def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Path], output_dir: Path) -> dict:
     t0 = time.perf_counter()
     image, orientation = load_photo(photo)
@@ -120,9 +187,9 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
     prediction = segmenter.predict(image)
     mask = prediction.mask
     t2 = time.perf_counter()
-    mask_image(mask).save(outputs["mask"])
-    cutout_image(image, mask).save(outputs["cutout"], compress_level=CUTOUT_PNG_COMPRESS_LEVEL)
-    overlay_image(image, mask).save(outputs["overlay"], quality=OVERLAY_JPEG_QUALITY)
+    _write_all({outputs["mask"]: (mask_image(mask), {}),
+                outputs["cutout"]: (cutout_image(image, mask), {"compress_level": CUTOUT_PNG_COMPRESS_LEVEL}),
+                outputs["overlay"]: (overlay_image(image, mask), {"quality": OVERLAY_JPEG_QUALITY})})
     record = {
         "photo": str(photo),
         "name": photo.stem,
@@ -165,22 +232,34 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
                          f"{', '.join('*' + s for s in PHOTO_SUFFIXES)})")
     output_dir = Path(output_dir)
     jsonl = output_dir / jsonl_name
+    partial = _partial(jsonl)
     plan = plan_outputs(photos, output_dir, jsonl_name)
+    # outputs an interrupted run left are this command's to redo, not the user's to keep
+    unfinished = set(listed_outputs(partial, output_dir))
     if not overwrite:
-        clashes = existing_outputs(plan, jsonl)
+        clashes = [path for path in existing_outputs(plan, jsonl) if path.resolve() not in unfinished]
         if clashes:
             raise OutputExistsError(clashes)
+    check_output_folder(output_dir)
 
     if not isinstance(segmenter, TongueSegmenter):
         segmenter = segmenter()
 
-    for folder, _ in OUTPUT_KINDS.values():
-        (output_dir / folder).mkdir(parents=True, exist_ok=True)
+    if unfinished:
+        print(f"redoing {len(unfinished)} output file(s) of an interrupted run in {output_dir}", file=sys.stderr)
+    planned = {path.resolve() for outputs in plan.values() for path in outputs.values()}
+    stale = [path for path in (*listed_outputs(jsonl, output_dir), *unfinished) if path not in planned]
+    if overwrite or unfinished:  # outputs of earlier runs that this run does not write again would not match
+        for path in stale:  # the new JSONL: they go
+            path.unlink(missing_ok=True)
     report = SegmentReport(output_dir=output_dir, jsonl=jsonl, model=segmenter.describe())
-    with open(jsonl, "w", encoding="utf-8") as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
-                                                             disable=not progress, dynamic_ncols=True) as bar:
+    warned_size = False
+    with open(partial, "w", encoding="utf-8") as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
+                                                               disable=not progress, dynamic_ncols=True) as bar:
         for photo in bar:
             try:
+                if not warned_size and segmenter.max_size is None:
+                    warned_size = _warn_if_huge(photo, bar)
                 record = _segment_one(segmenter, photo, plan[photo], output_dir)
                 report.records.append(record)
             except Exception as e:  # one bad photo must not stop the batch; MemoryError included
@@ -190,8 +269,28 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
                 bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
             lines.write(json.dumps(record) + "\n")
             lines.flush()
+    os.replace(partial, jsonl)
     report.seconds = time.perf_counter() - start
     return report
+
+
+#: a photo whose longest side is above this, segmented at full size, takes minutes on a CPU
+HUGE_PHOTO_SIDE = 2048
+
+
+def _warn_if_huge(photo: Path, bar) -> bool:
+    """Warn once when a model without a training size meets a photo that takes minutes at full size."""
+    try:
+        with Image.open(photo) as im:
+            side = max(im.size)
+    except OSError:
+        return False
+    if side <= HUGE_PHOTO_SIDE:
+        return False
+    bar.write(f"warning: {photo} is {side} px on its longest side and the model records no training size, so it "
+              "is segmented at full size (minutes per photo on a CPU); pass --max-size N with the size of the "
+              "training photos to downscale", file=sys.stderr)
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,10 +373,15 @@ def main(argv: list[str] | None = None) -> int:
             TongueSegmenter, model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
             mirroring=args.mirroring, postprocess=args.postprocess, tile_step_size=args.step_size,
             max_size="model" if args.max_size is None else args.max_size, rescale=args.rescale, verbose=args.verbose)
-        report = segment_photos(args.input, args.output, load, overwrite=args.overwrite,
-                                progress=not args.no_progress, jsonl_name=args.jsonl)
+        with sigterm_as_interrupt():
+            report = segment_photos(args.input, args.output, load, overwrite=args.overwrite,
+                                    progress=not args.no_progress, jsonl_name=args.jsonl)
     except (ModelError, FileNotFoundError, FileExistsError, ValueError) as e:
         return fail(str(e))
+    except KeyboardInterrupt as interrupt:
+        print(f"{parser.prog}: interrupted; the photos done so far are in {args.output}, each with all its outputs. "
+              "Run the same command again to finish (it redoes the interrupted run's photos)", file=sys.stderr)
+        return exit_status(interrupt)
 
     done = len(report.records)
     per_photo = np.mean([r["seconds"] for r in report.records]) if report.records else float("nan")

@@ -1,0 +1,35 @@
+"""Ctrl-C and SIGTERM end a command the same clean way: clean-up runs, one line is printed, exit 130 / 143."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that the clean-up written for Ctrl-C runs for it too."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 + the signal number (143 for SIGTERM, 130 for Ctrl-C)."""
+    return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+def ignore_sigint_in_worker() -> None:
+    """Initializer for worker processes: Ctrl-C goes to the whole process group, the parent alone handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

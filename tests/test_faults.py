@@ -1,0 +1,201 @@
+"""Fault injection for ``segment`` and ``evaluate``: interrupts at random points, failing photos, unusable outputs.
+
+Each test states what a user finds afterwards: nothing lost, nothing half-written where a later run would
+read it, and the same command run again succeeds. (``convert``: tests/test_convert_faults.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nnunet_tongue.inference.segment import OUTPUT_KINDS, segment_photos
+from nnunet_tongue.inference.segmenter import TongueSegmenter
+from nnunet_tongue.synthetic import make_tongue_photo
+from nnunet_tongue.workspace import console_script
+
+pytestmark = pytest.mark.integration
+
+N_PHOTOS = 24
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(3)
+    for i in range(N_PHOTOS):
+        rgb, _ = make_tongue_photo(rng, 96, 64)
+        Image.fromarray(rgb).save(folder / f"p{i:02d}.jpg", quality=90)
+    return folder
+
+
+def start_segment(model, photos: Path, out: Path, *extra: str) -> subprocess.Popen:
+    command = [console_script("nnunet-tongue"), "segment", "-i", str(photos), "-o", str(out), "-m",
+               str(model.model_folder), "-device", "cpu", "--no-progress", *extra]
+    return subprocess.Popen(command, env=model.nnunet.environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_first_line(proc: subprocess.Popen, partial: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if partial.exists() and partial.read_text().count("\n") >= 1:
+            return
+        time.sleep(0.05)
+
+
+def assert_whole_outputs(out: Path) -> set[str]:
+    """Every photo has all three outputs or none; no temporary file is left. Returns the names done."""
+    done = [{p.stem for p in (out / folder).glob(f"*{suffix}")} for folder, suffix in OUTPUT_KINDS.values()]
+    assert done[0] == done[1] == done[2], "a photo has some of its outputs but not all"
+    assert not [p for p in out.rglob("*.partial") if p.name != ".segment.jsonl.partial"], "temporary files left"
+    return done[0]
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_segment_interrupted_anywhere_leaves_whole_outputs_and_the_same_command_finishes(
+        trained_tongue_model, photo_folder, tmp_path, signum, status):
+    out = tmp_path / "out"
+    proc = start_segment(trained_tongue_model, photo_folder, out)
+    wait_for_first_line(proc, out / ".segment.jsonl.partial")
+    time.sleep(random.uniform(0, 1.0))
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    if proc.returncode == 0:  # finished before the signal arrived: a complete run
+        assert len((out / "segment.jsonl").read_text().splitlines()) == N_PHOTOS
+    else:
+        assert proc.returncode == status and "Traceback" not in stderr
+        assert "Run the same command again" in stderr
+        assert not (out / "segment.jsonl").exists(), "an interrupted run must not look finished"
+    assert_whole_outputs(out)
+
+    again = start_segment(trained_tongue_model, photo_folder, out)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert assert_whole_outputs(out) == {f"p{i:02d}" for i in range(N_PHOTOS)}
+    records = [json.loads(line) for line in (out / "segment.jsonl").read_text().splitlines()]
+    assert len(records) == N_PHOTOS and all(r["status"] == "ok" for r in records)
+
+
+def test_photo_failing_mid_batch_leaves_no_output_of_its_own(trained_tongue_model, photo_folder, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted(photo_folder.glob("*.jpg"))[:3]:
+        (photos / p.name).write_bytes(p.read_bytes())
+    (photos / "broken.jpg").write_bytes((photo_folder / "p00.jpg").read_bytes()[:300])  # truncated JPEG
+    segmenter = TongueSegmenter(trained_tongue_model.model_folder, device="cpu")
+    report = segment_photos(photos, tmp_path / "out", segmenter, progress=False)
+    assert [Path(f.photo).name for f in report.failures] == ["broken.jpg"]
+    assert assert_whole_outputs(tmp_path / "out") == {"p00", "p01", "p02"}
+
+
+def test_overwrite_removes_the_outputs_an_earlier_run_listed_and_this_one_does_not_write(trained_tongue_model,
+                                                                                        photo_folder, tmp_path):
+    segmenter = TongueSegmenter(trained_tongue_model.model_folder, device="cpu")
+    out = tmp_path / "out"
+    segment_photos([photo_folder / "p00.jpg", photo_folder / "p01.jpg"], out, segmenter, progress=False)
+    (out / "masks" / "notes.txt").write_bytes(b"not segment's")
+    segment_photos([photo_folder / "p00.jpg"], out, segmenter, overwrite=True, progress=False)
+    assert assert_whole_outputs(out) == {"p00"}
+    assert (out / "masks" / "notes.txt").read_bytes() == b"not segment's"  # not listed by segment: kept
+    assert len((out / "segment.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("output", ["a_file", "a_file/below"])
+def test_unusable_output_folder_is_refused_before_the_model_loads(tmp_path, photo_folder, capsys, output):
+    from nnunet_tongue.inference.segment import main
+
+    (tmp_path / "a_file").write_text("x")
+    # the model folder does not exist: reaching the model would give another error
+    code = main(["-i", str(photo_folder / "p00.jpg"), "-o", str(tmp_path / output), "-m", str(tmp_path / "nomodel"),
+                 "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / output) in err and "-o" in err and "model folder not found" not in err
+
+
+def test_huge_photo_for_a_model_without_training_size_gets_a_warning_with_the_fix(trained_tongue_model, tmp_path,
+                                                                                  capsys):
+    rgb, _ = make_tongue_photo(np.random.default_rng(5), 2100, 64)
+    Image.fromarray(rgb).save(tmp_path / "wide.jpg")
+    segmenter = TongueSegmenter(trained_tongue_model.model_folder, device="cpu")
+    assert segmenter.max_size is None
+    segment_photos([tmp_path / "wide.jpg"], tmp_path / "out", segmenter, progress=False)
+    err = capsys.readouterr().err
+    assert "wide.jpg is 2100 px" in err and "--max-size" in err
+
+
+# --- evaluate ------------------------------------------------------------------------------------------------------
+
+
+def write_masks(folder: Path, n: int, value: int, seed: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        mask = np.zeros((64, 96), np.uint8)
+        top, left = rng.integers(5, 25), rng.integers(5, 40)
+        mask[top:top + 30, left:left + 40] = value
+        Image.fromarray(mask).save(folder / f"c{i:03d}.png")
+
+
+def evaluate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([console_script("nnunet-tongue"), "evaluate", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_evaluate_interrupted_leaves_no_finished_looking_report_and_the_same_command_finishes(tmp_path, signum,
+                                                                                            status):
+    write_masks(tmp_path / "pred", 150, 255, 1)
+    write_masks(tmp_path / "gt", 150, 1, 2)
+    command = [console_script("nnunet-tongue"), "evaluate", "-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"),
+               "-o", str(tmp_path / "report"), "-j", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(random.uniform(1.0, 4.0))  # start-up (imports) takes about 2 s
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    if proc.returncode != 0:
+        assert proc.returncode == status and "Traceback" not in stderr
+        assert not (tmp_path / "report" / "summary.json").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 or "already holds a report" in again.stderr  # finished before the signal
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["n_cases"] == 150
+
+
+def test_evaluate_refuses_a_label_value_one_mask_set_does_not_use(tmp_path):
+    write_masks(tmp_path / "pred", 3, 1, 1)  # nnU-Net style 0/1
+    write_masks(tmp_path / "gt", 3, 255, 2)  # 0/255
+    result = evaluate("-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"), "-o", str(tmp_path / "r"),
+                      "--label", "255", "-j", "1")
+    assert result.returncode == 1 and "no pixel of value 255" in result.stderr and "c000.png" in result.stderr
+    assert not (tmp_path / "r" / "summary.json").exists()
+    both_other = evaluate("-p", str(tmp_path / "gt"), "-g", str(tmp_path / "gt"), "-o", str(tmp_path / "r2"),
+                          "--label", "1", "-j", "1")
+    assert both_other.returncode == 1 and "no pixel of value 1" in both_other.stderr  # not Dice 1.0 on empties
+
+
+def test_evaluate_refuses_an_unwritable_report_folder_before_scoring(tmp_path):
+    write_masks(tmp_path / "pred", 3, 255, 1)
+    write_masks(tmp_path / "gt", 3, 255, 2)
+    (tmp_path / "a_file").write_text("x")
+    result = evaluate("-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"), "-o", str(tmp_path / "a_file" / "r"))
+    assert result.returncode == 1 and "cannot write the report" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_replaces_what_an_interrupted_run_left_without_overwrite(tmp_path):
+    write_masks(tmp_path / "pred", 3, 255, 1)
+    write_masks(tmp_path / "gt", 3, 255, 2)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "per_case.csv").write_text("half a table")
+    result = evaluate("-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"), "-o", str(tmp_path / "r"), "-j", "1")
+    assert result.returncode == 0, result.stderr
+    assert "half a table" not in (tmp_path / "r" / "per_case.csv").read_text()
