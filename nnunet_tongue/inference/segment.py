@@ -6,7 +6,8 @@ output folder::
     masks/<name>.png      tongue 255, background 0, at the photo's displayed size
     cutouts/<name>.png    RGBA, the tongue's pixels, transparent elsewhere, cropped to the bounding box
     overlays/<name>.jpg   the photo with the tongue tinted and outlined
-    segment.jsonl         one line per photo: area, bounding box, mean colour (RGB, L*a*b*), or the error
+    segment.jsonl         one line per photo: area, bounding box, mean colour (RGB, L*a*b*), quality flags
+                          (photos to look at again or retake, also written on the overlay), or the error
 
 The model runs in-process through stock nnU-Net's predictor (see :mod:`nnunet_tongue.inference.segmenter`).
 A photo that cannot be read or segmented is reported by name and skipped; the others are still done and
@@ -38,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from nnunet_tongue.inference.outputs import cutout_image, mask_image, overlay_image, tongue_stats
+from nnunet_tongue.inference.quality import draw_flags, quality
 from nnunet_tongue.inference.segmenter import (
     DEFAULT_CHECKPOINT,
     DEFAULT_CONFIGURATION,
@@ -187,9 +189,11 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
     prediction = segmenter.predict(image)
     mask = prediction.mask
     t2 = time.perf_counter()
+    checked = quality(image, prediction.probability, mask)
     _write_all({outputs["mask"]: (mask_image(mask), {}),
                 outputs["cutout"]: (cutout_image(image, mask), {"compress_level": CUTOUT_PNG_COMPRESS_LEVEL}),
-                outputs["overlay"]: (overlay_image(image, mask), {"quality": OVERLAY_JPEG_QUALITY})})
+                outputs["overlay"]: (draw_flags(overlay_image(image, mask), checked["flags"]),
+                                     {"quality": OVERLAY_JPEG_QUALITY})})
     record = {
         "photo": str(photo),
         "name": photo.stem,
@@ -202,6 +206,8 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
         "postprocess": segmenter.postprocess,
         "rescale_factor": round(prediction.rescale_factor, 4),
         **tongue_stats(image, mask),
+        "flags": checked["flags"],
+        "quality": checked["measures"],
         **{kind: path.relative_to(output_dir).as_posix() for kind, path in outputs.items()},
     }
     record["inference_seconds"] = round(t2 - t1, 4)
