@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import io
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -17,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnunet_tongue.conversion.convert import ConversionError, convert_dataset, main
+from nnunet_tongue.conversion import cases as conversion_cases
+from nnunet_tongue.conversion import convert as conversion_convert
+from nnunet_tongue.conversion.convert import ConversionError, Interrupted, OutputError, convert_dataset, main
 from nnunet_tongue.photos import scaled_size
 from nnunet_tongue.conversion.masks import looks_inverted
 from nnunet_tongue.conversion.naming import case_id
@@ -391,6 +395,56 @@ def test_labelme_annotation_for_another_image_size_is_an_error(tmp_path):
     assert "s.json: annotation is for a 64x48 image but the photo is 32x24" in messages(report.errors)
 
 
+def test_labelme_tongue_under_another_label_is_an_error_naming_the_labels_and_the_fix(tmp_path):
+    save(photo(), tmp_path / "lm" / "z.png")
+    labelme_json(tmp_path / "lm" / "z.json", [("Zunge", TONGUE_POLYGON), ("Zaehne", [[0, 0], [10, 0], [5, 5]])], "z.png")
+    report = failure(tmp_path / "lm", tmp_path)
+    assert "z.json: no shape labelled 'tongue' (labels found: 'Zaehne', 'Zunge')" in messages(report.errors)
+    assert "--labelme-label" in messages(report.errors)
+    assert not (tmp_path / "raw" / DATASET).exists()
+    convert(tmp_path / "lm", tmp_path, labelme_label="zunge")
+    assert label(tmp_path, "z")[30, 32] == 1
+
+
+def test_labelme_error_suggests_the_one_other_label(tmp_path, capsys):
+    save(photo(), tmp_path / "lm" / "z.png")
+    labelme_json(tmp_path / "lm" / "z.json", [("Zunge", TONGUE_POLYGON)], "z.png")
+    assert main([str(tmp_path / "lm"), "-o", str(tmp_path / "raw"), "-j", "1", "--no-progress"]) == 1
+    assert "Fix: pass --labelme-label Zunge" in capsys.readouterr().err
+
+
+def test_labelme_annotation_without_shapes_is_a_photo_without_tongue(tmp_path):
+    save(photo(), tmp_path / "lm" / "n.png")
+    labelme_json(tmp_path / "lm" / "n.json", [], "n.png")
+    report = convert(tmp_path / "lm", tmp_path)
+    assert "n.json: empty mask" in messages(report.warnings) and not label(tmp_path, "n").any()
+
+
+def test_labelme_image_path_outside_the_project_is_an_error(tmp_path):
+    save(photo(), tmp_path / "elsewhere" / "x.jpg")
+    labelme_json(tmp_path / "lm" / "p.json", [("tongue", TONGUE_POLYGON)], "../elsewhere/x.jpg")
+    report = failure(tmp_path / "lm", tmp_path)
+    text = messages(report.errors)
+    assert "p.json: imagePath '../elsewhere/x.jpg' points outside the project folder" in text
+    assert "put the photo in the project folder" in text and "imageData" in text
+
+
+def test_labelme_image_path_outside_the_project_is_not_needed_with_the_photo_moved_in_or_embedded(tmp_path):
+    save(photo(), tmp_path / "lm" / "x.jpg")
+    labelme_json(tmp_path / "lm" / "p.json", [("tongue", TONGUE_POLYGON)], "../../elsewhere/x.jpg")
+    labelme_json(tmp_path / "lm" / "q.json", [("tongue", TONGUE_POLYGON)], "../elsewhere/q.jpg", png_bytes(photo()))
+    report = convert(tmp_path / "lm", tmp_path)
+    assert {c.case_id: c.source_image for c in report.cases} == {"p": "x.jpg", "q": "q.json#imageData"}
+
+
+def test_two_labelme_files_naming_one_photo_is_an_error(tmp_path):
+    save(photo(), tmp_path / "lm" / "x.jpg")
+    labelme_json(tmp_path / "lm" / "first.json", [("tongue", TONGUE_POLYGON)], "x.jpg")
+    labelme_json(tmp_path / "lm" / "second.json", [("tongue", TONGUE_POLYGON)], "x.jpg")
+    report = failure(tmp_path / "lm", tmp_path, test_ids=["second"])
+    assert "x.jpg: 2 annotations name this photo: first.json and second.json" in messages(report.errors)
+
+
 # ---------------------------------------------------------------- photos: orientation and pixel formats
 
 
@@ -419,6 +473,24 @@ def test_mask_that_fits_the_unrotated_photo_is_a_size_mismatch_with_a_hint(tmp_p
     save(tongue().astype(np.uint8) * 255, tmp_path / "src" / "masks" / "phone.png")
     report = failure(tmp_path / "src", tmp_path)
     assert "the annotation tool ignored EXIF" in messages(report.errors)
+
+
+@pytest.mark.parametrize(("size", "orientation"), [((W, W), 6), ((W, W), 8), ((W, H), 3), ((W, H), 2)])
+def test_exif_orientation_that_keeps_the_size_warns_that_the_mask_cannot_be_checked(tmp_path, size, orientation):
+    w, h = size
+    with_exif_orientation(photo(w=w, h=h), tmp_path / "src" / "images" / "sq.jpg", orientation)
+    save(tongue(w=w, h=h).astype(np.uint8) * 255, tmp_path / "src" / "masks" / "sq.png")
+    report = convert(tmp_path / "src", tmp_path)
+    text = messages(report.warnings)
+    assert f"masks/sq.png: photo images/sq.jpg has EXIF orientation {orientation}" in text and "cannot be checked" in text
+    assert "labelsTr/sq.png over imagesTr/sq_0000.png" in text
+
+
+def test_exif_rotation_of_a_non_square_photo_needs_no_warning(tmp_path):
+    portrait = photo(w=H, h=W)
+    with_exif_orientation(np.ascontiguousarray(np.rot90(portrait, 1)), tmp_path / "src" / "images" / "phone.jpg", 6)
+    save(tongue(w=H, h=W).astype(np.uint8) * 255, tmp_path / "src" / "masks" / "phone.png")
+    assert not convert(tmp_path / "src", tmp_path).warnings
 
 
 @pytest.mark.parametrize(
@@ -684,12 +756,15 @@ def test_another_dataset_with_the_same_id_is_an_error(tmp_path):
     assert "dataset id 501 is already used by Dataset501_Other" in messages(report.errors)
 
 
-def test_output_that_cannot_be_created_is_an_error_listed_with_the_data_errors(tmp_path):
+def test_output_that_cannot_be_created_stops_at_once_with_exit_2(tmp_path, capsys):
     (tmp_path / "raw").write_text("a file where the output folder should be")
     source = paired(tmp_path / "src")
-    (source / "masks" / "a.png").unlink()
-    report = failure(source, tmp_path)
-    assert "output folder not writable" in messages(report.errors) and "missing mask" in messages(report.errors)
+    with pytest.raises(OutputError, match="output folder cannot be created or written"):
+        convert(source, tmp_path)
+    assert main([str(source), "-o", str(tmp_path / "raw"), "-j", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'raw'}: output folder cannot be created or written" in err and "--dry-run" in err
+    assert (tmp_path / "raw").read_text().startswith("a file")
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores folder permissions")
@@ -697,10 +772,11 @@ def test_read_only_output_folder_is_an_error(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw").chmod(0o500)
     try:
-        report = failure(paired(tmp_path / "src"), tmp_path)
+        with pytest.raises(OutputError, match="output folder cannot be created or written"):
+            convert(paired(tmp_path / "src"), tmp_path)
     finally:
         (tmp_path / "raw").chmod(0o700)
-    assert "output folder not writable" in messages(report.errors)
+    assert not list((tmp_path / "raw").iterdir())
 
 
 def test_all_problems_are_listed_in_one_report_and_nothing_is_left_behind(tmp_path):
@@ -717,6 +793,142 @@ def test_all_problems_are_listed_in_one_report_and_nothing_is_left_behind(tmp_pa
         assert expected in text
     assert len(report.errors) == 5 and "masks/e.png: inverted mask" in messages(report.warnings)
     assert report.dataset_folder is None and not (tmp_path / "raw").exists()
+
+
+# ---------------------------------------------------------------- interruptions, concurrent runs, leftovers, faults
+
+
+def _interrupt_at_dataset_json(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_publishes_nothing_and_exits_130_with_one_line(tmp_path, capsys, monkeypatch, workers):
+    monkeypatch.setattr(conversion_convert, "write_dataset_json", _interrupt_at_dataset_json)
+    code = main([str(paired(tmp_path / "src")), "-o", str(tmp_path / "raw"), "-j", workers, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "interrupted by Ctrl-C (SIGINT) while writing dataset.json" in err
+    assert f"nothing was published to {tmp_path / 'raw' / DATASET}" in err and "Run the same command again" in err
+    assert not (tmp_path / "raw").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_interrupted_api_call_raises_a_keyboard_interrupt_that_says_what_is_left(tmp_path, monkeypatch):
+    convert(paired(tmp_path / "src"), tmp_path)
+    monkeypatch.setattr(conversion_convert, "write_dataset_json", _interrupt_at_dataset_json)
+    with pytest.raises(Interrupted) as info:
+        convert(paired(tmp_path / "src2", stems="xy"), tmp_path, overwrite=True)
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.signum == signal.SIGINT
+    assert f"the existing {DATASET} is unchanged" in info.value.message
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [DATASET]
+    assert (tmp_path / "raw" / DATASET / "labelsTr" / "a.png").is_file()
+
+
+def test_a_second_convert_of_the_same_dataset_fails_at_once_with_exit_2(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    with open(tmp_path / "raw" / f".{DATASET}.lock", "w") as held:  # what a running convert holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code = main([str(paired(tmp_path / "src")), "-o", str(tmp_path / "raw"), "-j", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'raw' / DATASET}: another convert is writing this dataset" in err
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [f".{DATASET}.lock"]
+
+
+def test_another_dataset_can_be_converted_meanwhile(tmp_path):
+    (tmp_path / "raw").mkdir()
+    with open(tmp_path / "raw" / ".Dataset502_Other.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert convert(paired(tmp_path / "src"), tmp_path).dataset_folder == tmp_path / "raw" / DATASET
+
+
+def test_leftover_staging_folders_of_interrupted_runs_are_removed_and_reported(tmp_path):
+    leftover = tmp_path / "raw" / f".{DATASET}.k3v9x_1q.partial"
+    save(photo(), leftover / "imagesTr" / "a_0000.png")
+    others = tmp_path / "raw" / ".Dataset502_Other.abcdefgh.partial"
+    others.mkdir()
+    report = convert(paired(tmp_path / "src"), tmp_path)
+    assert not leftover.exists() and others.is_dir()
+    assert f"{leftover}: removed: staging folder of an earlier interrupted convert" in messages(report.warnings)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [".Dataset502_Other.abcdefgh.partial", DATASET]
+
+
+def test_dry_run_reports_leftovers_and_removes_nothing(tmp_path):
+    leftover = tmp_path / "raw" / f".{DATASET}.k3v9x_1q.partial"
+    leftover.mkdir(parents=True)
+    report = convert(paired(tmp_path / "src"), tmp_path, dry_run=True)
+    assert leftover.is_dir() and "the next convert of this dataset clears it" in messages(report.warnings)
+
+
+def test_dataset_an_interrupted_overwrite_moved_aside_is_put_back(tmp_path):
+    convert(paired(tmp_path / "src"), tmp_path)
+    aside = tmp_path / "raw" / f".{DATASET}.1234abcd.old"
+    os.replace(tmp_path / "raw" / DATASET, aside)  # killed between the two renames of --overwrite
+    report = failure(paired(tmp_path / "src"), tmp_path)
+    assert "dataset already exists" in messages(report.errors) and "put back from" in messages(report.warnings)
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [DATASET]
+
+
+def test_remains_of_a_replaced_dataset_are_removed(tmp_path):
+    convert(paired(tmp_path / "src"), tmp_path)
+    for name in (f".{DATASET}.1234abcd.old", f".{DATASET}.5678abcd.trash"):  # killed after the second rename
+        save(photo(), tmp_path / "raw" / name / "imagesTr" / "x_0000.png")
+    report = convert(paired(tmp_path / "src2", stems="xy"), tmp_path, overwrite=True)
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [DATASET]
+    assert sorted(p.name for p in (report.dataset_folder / "labelsTr").iterdir()) == ["x.png", "y.png"]
+    assert messages(report.warnings).count("removed:") == 2
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_dataset_folder_gets_the_usual_mode_of_a_new_folder(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        folder = convert(paired(tmp_path / "src"), tmp_path).dataset_folder
+    finally:
+        os.umask(previous)
+    for path in (folder, folder / "imagesTr", folder / "labelsTr"):
+        assert path.stat().st_mode & 0o777 == 0o777 & ~umask, path
+
+
+def _fail_on_case_b(tongue, options, mask_name, found):
+    if mask_name == "masks/b.png":
+        raise RuntimeError("boom")
+    return _REAL_CHECK_MASK(tongue, options, mask_name, found)
+
+
+_REAL_CHECK_MASK = conversion_cases._check_mask
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unexpected_error_in_one_case_is_reported_with_its_files(tmp_path, monkeypatch, workers):
+    monkeypatch.setattr(conversion_cases, "_check_mask", _fail_on_case_b)  # forked workers inherit it
+    report = failure(paired(tmp_path / "src"), tmp_path, workers=workers)
+    assert "images/b.jpg: unexpected error while converting case b (RuntimeError: boom)" in messages(report.errors)
+    assert "masks/b.png" in messages(report.errors) and len(report.errors) == 1
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_worker_that_dies_is_an_error_not_a_crash(tmp_path, monkeypatch):
+    parent = os.getpid()
+    real = conversion_cases.convert_case
+
+    def killed_on_c(task, options, out_dir):
+        if task.case_id == "c" and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(task, options, out_dir)
+
+    monkeypatch.setattr(conversion_cases, "convert_case", killed_on_c)
+    report = failure(paired(tmp_path / "src", stems="abcdef"), tmp_path, workers=2)
+    assert "a worker process died" in messages(report.errors) and "-j 1" in messages(report.errors)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_photo_that_is_a_broken_link_is_an_error_naming_it(tmp_path):
+    source = paired(tmp_path / "src")
+    (source / "images" / "b.jpg").unlink()
+    (source / "images" / "b.jpg").symlink_to(tmp_path / "gone.jpg")
+    report = failure(source, tmp_path)
+    assert "images/b.jpg: cannot read the file (No such file or directory)" in messages(report.errors)
 
 
 # ---------------------------------------------------------------- command line

@@ -27,6 +27,16 @@ from nnunet_tongue.conversion.report import ERROR, WARNING, CaseRecord, Problem,
 from nnunet_tongue.conversion.splits import TEST
 
 ON_INVERTED = ("fix", "fail", "keep")
+#: EXIF orientations (tag 0x0112) and what they do to the stored pixels
+EXIF_TURNS = {
+    2: "mirrored",
+    3: "turned 180°",
+    4: "flipped upside down",
+    5: "mirrored and turned 90° counter-clockwise",
+    6: "turned 90° clockwise",
+    7: "mirrored and turned 90° clockwise",
+    8: "turned 90° counter-clockwise",
+}
 #: PNG zlib level: 1 writes several times faster than the default 6 for a few % larger files
 PNG_COMPRESS_LEVEL = 1
 
@@ -76,6 +86,26 @@ class _Findings:
         return any(p.severity == ERROR for p in self.problems)
 
 
+def convert_case_safely(task: CaseTask, options: CaseOptions, out_dir: Path | None) -> tuple[CaseRecord | None, list[Problem]]:
+    """:func:`convert_case`, with an unexpected exception (a bug, memory) turned into an error naming the case's
+    files, so that one bad case cannot end the run without the report."""
+    try:
+        return convert_case(task, options, out_dir)
+    except Exception as exc:  # noqa: BLE001 -- reported, with the file, as an error of this case
+        src = task.source
+        name = display_path(src.image if src.image is not None else src.labelme, options.root)
+        other = src.labelme or src.mask
+        pair = f" and {display_path(other, options.root)}" if other is not None and src.image is not None else ""
+        return None, [
+            Problem(
+                ERROR,
+                name,
+                f"unexpected error while converting case {task.case_id} ({type(exc).__name__}: {exc})",
+                f"check this photo{pair} (open them, export them again); if they look fine, report the error with the files",
+            )
+        ]
+
+
 def convert_case(task: CaseTask, options: CaseOptions, out_dir: Path | None) -> tuple[CaseRecord | None, list[Problem]]:
     """Convert one case into ``out_dir`` (or only check it when ``out_dir`` is None).
 
@@ -97,10 +127,12 @@ def convert_case(task: CaseTask, options: CaseOptions, out_dir: Path | None) -> 
         tongue = _read_mask(src.mask, options.mask_values, mask_name, found)
     if photo is None or tongue is None:
         return None, found.problems
-    rgb, raw_size = photo
+    rgb, raw_size, orientation = photo
     if tongue.shape != rgb.shape[:2]:
         found.error(mask_name, *_size_mismatch(tongue.shape, rgb.shape, raw_size, photo_name))
         return None, found.problems
+    if doc is None and (orientation in (2, 3, 4) or (orientation in EXIF_TURNS and raw_size[0] == raw_size[1])):
+        found.warn(mask_name, *_unverifiable_orientation(orientation, photo_name, task))
 
     tongue, inverted, specks = _check_mask(tongue, options, mask_name, found)
     if found.failed:
@@ -132,8 +164,9 @@ def convert_case(task: CaseTask, options: CaseOptions, out_dir: Path | None) -> 
     return record, found.problems
 
 
-def _read_photo(source: Path | dict, name: str, found: _Findings) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """8-bit RGB photo (EXIF-oriented) and its stored size before orientation; None after an error.
+def _read_photo(source: Path | dict, name: str, found: _Findings) -> tuple[np.ndarray, tuple[int, int], int] | None:
+    """8-bit RGB photo (EXIF-oriented), its stored size before orientation, and its EXIF orientation (1 = none);
+    None after an error.
 
     ``source`` is the photo file or the LabelMe document embedding it.
     """
@@ -147,8 +180,11 @@ def _read_photo(source: Path | dict, name: str, found: _Findings) -> tuple[np.nd
     except BadInput as bad:
         found.error(name, bad.message, bad.fix)
         return None
+    except OSError as exc:  # vanished since the folder was listed, a broken link, no permission, an I/O error
+        found.error(name, *_unreadable(exc))
+        return None
     found.add(name, findings)
-    return rgb, raw_size
+    return rgb, raw_size, orientation
 
 
 def _read_mask(path: Path, mask_values: dict[int, int] | None, name: str, found: _Findings) -> np.ndarray | None:
@@ -163,13 +199,16 @@ def _read_mask(path: Path, mask_values: dict[int, int] | None, name: str, found:
     except BadInput as bad:
         found.error(name, bad.message, bad.fix)
         return None
+    except OSError as exc:
+        found.error(name, *_unreadable(exc))
+        return None
     found.add(name, level_findings + findings)
     return tongue
 
 
-def _draw_labelme(doc: dict, photo: tuple[np.ndarray, tuple[int, int]], label: str, name: str, found: _Findings) -> np.ndarray | None:
+def _draw_labelme(doc: dict, photo: tuple[np.ndarray, tuple[int, int], int], label: str, name: str, found: _Findings) -> np.ndarray | None:
     """Tongue yes/no drawn from a LabelMe document at the photo's size; None after an error."""
-    rgb, _ = photo
+    rgb = photo[0]
     try:
         tongue, findings = draw_tongue(doc, (rgb.shape[1], rgb.shape[0]), label)
     except BadInput as bad:
@@ -228,3 +267,19 @@ def _size_mismatch(mask_shape: tuple[int, ...], photo_shape: tuple[int, ...], ra
             "rotate the mask the way the photo's EXIF orientation says, or save the photo without the EXIF orientation tag",
         )
     return message, "re-export the mask at the photo's size, or pair it with the right photo"
+
+
+def _unverifiable_orientation(orientation: int, photo_name: str, task: CaseTask) -> tuple[str, str]:
+    """Message and fix for a photo whose EXIF orientation keeps its size (a flip or 180°, or 90° of a square photo):
+    a mask drawn on the stored, unturned pixels fits it just as well, so its orientation cannot be checked."""
+    suffix = "Ts" if task.subset == TEST else "Tr"
+    return (
+        f"photo {photo_name} has EXIF orientation {orientation} ({EXIF_TURNS[orientation]}), applied; the mask has the "
+        "photo's size either way, so whether it was drawn on the photo as shown cannot be checked",
+        f"look at labels{suffix}/{task.case_id}.png over images{suffix}/{task.case_id}_0000.png (an overlay): if the mask "
+        "is off, turn it the way the photo's EXIF orientation says, or save the photo without the orientation tag",
+    )
+
+
+def _unreadable(exc: OSError) -> tuple[str, str]:
+    return f"cannot read the file ({exc.strerror or exc})", "check that it exists and is readable (not a broken link), or remove it"

@@ -9,22 +9,31 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_tongue.conversion.cases import ON_INVERTED, CaseOptions, CaseTask, convert_case
+from nnunet_tongue.conversion.cases import ON_INVERTED, CaseOptions, CaseTask, convert_case_safely
 from nnunet_tongue.conversion.layouts import LAYOUTS, discover
 from nnunet_tongue.conversion.naming import case_id
 from nnunet_tongue.conversion.output import (
+    OutputError,
+    OutputLock,
     Staging,
     check_target,
     dataset_folder_name,
+    find_leftovers,
     open_staging,
+    remove_leftovers,
     resolve_output_root,
     write_cases_csv,
     write_dataset_json,
@@ -34,7 +43,21 @@ from nnunet_tongue.conversion.output import (
 from nnunet_tongue.conversion.report import ERROR, CaseRecord, ConversionError, ConversionReport, Problem
 from nnunet_tongue.conversion.splits import TRAIN, assign_subsets, kfold_splits, read_split_file
 
-__all__ = ["ConversionError", "ConversionReport", "convert_dataset", "main", "parse_mask_values"]
+__all__ = ["ConversionError", "ConversionReport", "Interrupted", "OutputError", "convert_dataset", "main", "parse_mask_values"]
+
+#: a conversion stopped by a signal exits with 128 + its number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM
+SIGNAL_EXIT_BASE = 128
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT), or SIGTERM under :func:`main`, stopped the conversion; ``signum`` says which. Raised by
+    :func:`convert_dataset` once the workers are ended and the staging folder is removed; ``message`` says what
+    was interrupted and what became of the output."""
+
+    def __init__(self, signum: int = signal.SIGINT, message: str = ""):
+        super().__init__(message or f"interrupted by {_signal_name(signum)}")
+        self.signum = int(signum)
+        self.message = message
 
 
 def convert_dataset(
@@ -65,6 +88,11 @@ def convert_dataset(
     :class:`ConversionError` (a ValueError carrying the report) is raised. Otherwise the dataset appears
     in one rename at the end (replacing an existing one only with ``overwrite``) and the report is returned.
     ``dry_run`` checks everything and writes nothing. Bad arguments raise a plain ValueError.
+
+    A run holds a lock on the dataset in ``output_root`` and first clears what interrupted runs of it left
+    (reported as warnings); :class:`OutputError` when the output folder cannot be written or another run holds
+    the lock (nothing done). Ctrl-C cancels the cases not started, ends the workers, removes the staging
+    folder and raises :class:`Interrupted` (a KeyboardInterrupt).
     """
     start = time.perf_counter()
     _check_arguments(dataset_id, dataset_name, layout, max_size, on_inverted, clean_specks, folds, split_json, test_ids)
@@ -75,49 +103,64 @@ def convert_dataset(
     root = resolve_output_root(output_root)
     folder_name = dataset_folder_name(dataset_id, dataset_name)
     target = root / folder_name
-
-    found = discover(
-        Path(source) if source is not None else None,
-        layout,
-        Path(images) if images is not None else None,
-        Path(masks) if masks is not None else None,
-    )
-    report = ConversionReport(source=str(found.root), layout=found.layout, dataset_name=folder_name, target_folder=target)
-    report.add(found.problems)
-    report.add(check_target(root, dataset_id, dataset_name, overwrite))
-    tasks = _plan_cases(found.cases, split_json, test_ids, folds, report)
-
-    staging: Staging | None = None
-    if not dry_run:  # also when there are errors already: an unwritable output is one more to report
-        opened = open_staging(root, folder_name, with_test=any(t.subset != TRAIN for t in tasks))
-        if isinstance(opened, Problem):
-            report.add([opened])
-        else:
-            staging = opened
+    state = _Progress(target, target.is_dir(), dry_run)
     try:
-        options = CaseOptions(found.root, max_size, on_inverted, mask_values, clean_specks, labelme_label)
-        out_dir = staging.path if staging is not None and not report.errors else None  # errors: check only
-        records, problems = _run(tasks, options, out_dir, workers, progress)
-        report.cases = sorted(records, key=lambda r: r.case_id)
-        report.add(problems)
-        report.seconds = time.perf_counter() - start
-        if report.errors:
-            raise ConversionError(report)
-        if staging is None:
+        lock = None if dry_run else OutputLock(root, folder_name)  # OutputError: not writable, or another run writes it
+        staging: Staging | None = None
+        try:
+            leftovers = find_leftovers(root, folder_name) if lock is None else remove_leftovers(root, folder_name)
+            state.stage = "reading the source folder"
+            found = discover(
+                Path(source) if source is not None else None,
+                layout,
+                Path(images) if images is not None else None,
+                Path(masks) if masks is not None else None,
+            )
+            report = ConversionReport(source=str(found.root), layout=found.layout, dataset_name=folder_name, target_folder=target)
+            report.add(leftovers)
+            report.add(found.problems)
+            report.add(check_target(root, dataset_id, dataset_name, overwrite))
+            tasks = _plan_cases(found.cases, split_json, test_ids, folds, report)
+
+            if lock is not None:  # also when there are errors already: a staging folder that cannot be made is one more
+                opened = open_staging(root, folder_name, with_test=any(t.subset != TRAIN for t in tasks))
+                if isinstance(opened, Problem):
+                    report.add([opened])
+                else:
+                    staging = opened
+            options = CaseOptions(found.root, max_size, on_inverted, mask_values, clean_specks, labelme_label)
+            out_dir = staging.path if staging is not None and not report.errors else None  # errors: check only
+            state.stage, state.total = "converting cases", len(tasks)
+            records, problems = _run(tasks, options, out_dir, workers, progress, state, lock)
+            report.cases = sorted(records, key=lambda r: r.case_id)
+            report.add(problems)
+            report.seconds = time.perf_counter() - start
+            if report.errors:
+                raise ConversionError(report)
+            if staging is None:
+                return report
+            state.stage = "writing dataset.json and the report"
+            train_ids = [r.case_id for r in report.cases if r.subset == TRAIN]
+            write_dataset_json(staging.path, len(train_ids), folder_name, found.layout, max_size)
+            write_cases_csv(staging.path, report.cases)
+            if folds:
+                write_splits(staging.path, kfold_splits(train_ids, folds))
+            report.dataset_folder = target
+            write_report(staging.path, report)
+            with _signals_held():  # the dataset appears whole or not at all
+                staging.commit(target)
+                staging = None
+                state.published = True
             return report
-        train_ids = [r.case_id for r in report.cases if r.subset == TRAIN]
-        write_dataset_json(staging.path, len(train_ids), folder_name, found.layout, max_size)
-        write_cases_csv(staging.path, report.cases)
-        if folds:
-            write_splits(staging.path, kfold_splits(train_ids, folds))
-        report.dataset_folder = target
-        write_report(staging.path, report)
-        staging.commit(target)
-        staging = None
-        return report
-    finally:
-        if staging is not None:
-            staging.discard()
+        finally:
+            with _signals_held():
+                if staging is not None:
+                    staging.discard()
+                if lock is not None:
+                    lock.release()
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Interrupted under main(): everything is cleaned up now
+        signum = getattr(stop, "signum", signal.SIGINT)
+        raise Interrupted(signum, state.interrupted(signum)) from None
 
 
 def parse_mask_values(text: str) -> dict[int, int]:
@@ -182,26 +225,141 @@ def _plan_cases(cases, split_json, test_ids, folds, report: ConversionReport) ->
     return [CaseTask(cid, subset, c) for c, (_, cid), subset in zip(cases, ids, subsets)]
 
 
-def _run(tasks: list[CaseTask], options: CaseOptions, out_dir: Path | None, workers: int | None, progress: bool) -> tuple[list[CaseRecord], list[Problem]]:
-    """Convert (or check) all cases, in ``workers`` processes (default: one per CPU), with a progress bar."""
+@dataclass
+class _Progress:
+    """How far a conversion got, for the message when it is interrupted."""
+
+    target: Path
+    existed: bool
+    dry_run: bool
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    published: bool = False
+
+    def interrupted(self, signum: int) -> str:
+        how = _signal_name(signum)
+        if self.published:
+            return f"interrupted by {how} after {self.target} was written: it is complete"
+        where = f"{self.stage} ({self.done} of {self.total} done)" if self.stage == "converting cases" else self.stage
+        if self.dry_run:
+            return f"interrupted by {how} while {where} (dry run, nothing written)"
+        kept = f"; the existing {self.target.name} is unchanged" if self.existed else ""
+        return f"interrupted by {how} while {where}: nothing was published to {self.target} (the partial copy was removed{kept}). Run the same command again to start over."
+
+
+def _run(
+    tasks: list[CaseTask],
+    options: CaseOptions,
+    out_dir: Path | None,
+    workers: int | None,
+    progress: bool,
+    state: _Progress,
+    lock: OutputLock | None = None,
+) -> tuple[list[CaseRecord], list[Problem]]:
+    """Convert (or check) all cases, in ``workers`` processes (default: one per CPU), with a progress bar.
+
+    On an interruption the cases not started are cancelled and the workers ended at once; a worker that dies
+    (killed, out of memory) is reported as an error.
+    """
     workers = min(workers or _cpu_count(), max(1, len(tasks)))
     records, problems = [], []
     with tqdm(total=len(tasks), desc="convert", unit="case", disable=not progress) as bar:
+
+        def collect(result: tuple[CaseRecord | None, list[Problem]]) -> None:
+            records.append(result[0])
+            problems.extend(result[1])
+            state.done += 1
+            bar.update()
+
         if workers == 1:
-            results = (convert_case(t, options, out_dir) for t in tasks)
-            for record, found in results:
-                records.append(record)
-                problems += found
-                bar.update()
+            for task in tasks:
+                collect(convert_case_safely(task, options, out_dir))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(convert_case, t, options, out_dir) for t in tasks]
+            inherited = lock.identity() if lock is not None else None
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(), inherited))
+            try:
+                futures = [pool.submit(convert_case_safely, t, options, out_dir) for t in tasks]
                 for future in as_completed(futures):
-                    record, found = future.result()
-                    records.append(record)
-                    problems += found
-                    bar.update()
+                    collect(future.result())
+            except BrokenProcessPool:
+                with _signals_held():
+                    _stop_pool(pool)
+                problems.append(
+                    Problem(
+                        ERROR,
+                        str(options.root),
+                        f"a worker process died (killed, e.g. for lack of memory) with {len(tasks) - state.done} case(s) not converted",
+                        "run again; if it happens again, use fewer workers (-j 1) or --max-size, and -j 1 to see at which photo it happens",
+                    )
+                )
+            except BaseException:
+                with _signals_held():
+                    _stop_pool(pool)
+                raise
+            else:
+                pool.shutdown()
     return [r for r in records if r is not None], problems
+
+
+def _init_worker(parent: int, inherited_lock: tuple[int, int, int] | None) -> None:
+    """Worker set-up: Ctrl-C (sent to the whole process group) is for the parent to handle, SIGTERM ends the worker,
+    and so does the parent's death (Linux); a forked copy of the parent's lock is closed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if inherited_lock is not None:
+        fd, dev, ino = inherited_lock
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (dev, ino):
+                os.close(fd)
+        except OSError:
+            pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the cases not started and end the workers now, without waiting for the running ones."""
+    processes = list((getattr(pool, "_processes", None) or {}).copy().values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(5)
+    if manager is not None:
+        manager.join(5)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while a step that must not be cut in half runs (renaming the dataset into
+    place, cleaning up), and deliver them afterwards. Only the main thread can; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def _cpu_count() -> int:
@@ -239,38 +397,67 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: 0 on success (warnings included), 1 when the data has errors."""
+    """Command line entry point: 0 on success (warnings included), 1 when the data has errors, 2 for invalid
+    options or an output folder that cannot be used, 130 after Ctrl-C (SIGINT), 143 after SIGTERM."""
     parser = _parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    if in_main_thread:  # SIGTERM (kill, timeout, a scheduler) takes Ctrl-C's clean way out
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+    report = None
     try:
-        report = convert_dataset(
-            args.source,
-            args.output_root,
-            args.dataset_id,
-            args.dataset_name,
-            layout=args.layout,
-            images=args.images,
-            masks=args.masks,
-            split_json=args.split_json,
-            test_ids=[i.strip() for i in args.test_ids.split(",") if i.strip()] if args.test_ids else None,
-            max_size=args.max_size,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            on_inverted=args.on_inverted,
-            mask_values=args.mask_values,
-            clean_specks=args.clean_specks,
-            folds=args.folds,
-            labelme_label=args.labelme_label,
-            dry_run=args.dry_run,
-            progress=not args.no_progress,
-        )
-    except ConversionError as err:
-        print(err.report.to_text(), end="", file=sys.stderr)
-        return 1
-    except ValueError as err:
-        parser.error(str(err))
-    print(report.to_text(), end="")
-    return 0
+        try:
+            report = convert_dataset(
+                args.source,
+                args.output_root,
+                args.dataset_id,
+                args.dataset_name,
+                layout=args.layout,
+                images=args.images,
+                masks=args.masks,
+                split_json=args.split_json,
+                test_ids=[i.strip() for i in args.test_ids.split(",") if i.strip()] if args.test_ids else None,
+                max_size=args.max_size,
+                workers=args.workers,
+                overwrite=args.overwrite,
+                on_inverted=args.on_inverted,
+                mask_values=args.mask_values,
+                clean_specks=args.clean_specks,
+                folds=args.folds,
+                labelme_label=args.labelme_label,
+                dry_run=args.dry_run,
+                progress=not args.no_progress,
+            )
+        except ConversionError as err:
+            print(err.report.to_text(), end="", file=sys.stderr)
+            return 1
+        except OutputError as err:
+            print(f"{parser.prog}: error: {err}", file=sys.stderr)
+            return 2
+        except ValueError as err:
+            parser.error(str(err))
+        print(report.to_text(), end="")
+        return 0
+    except KeyboardInterrupt as stop:  # one line, no traceback
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C cannot cut the message short
+        signum = getattr(stop, "signum", signal.SIGINT)
+        if isinstance(stop, Interrupted) and stop.message:  # from convert_dataset: what was interrupted, what is left
+            message = stop.message
+        elif report is not None and report.dataset_folder is not None:
+            message = f"interrupted by {_signal_name(signum)} after {report.dataset_folder} was written: it is complete"
+        else:
+            message = f"interrupted by {_signal_name(signum)}: nothing was written"
+        print(f"{parser.prog}: {message}", file=sys.stderr)
+        return SIGNAL_EXIT_BASE + signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,34 @@ def load_labelme(path: Path) -> dict:
     return doc
 
 
-def photo_file(doc: dict, json_path: Path) -> Path | None:
-    """The photo file the annotation belongs to: ``imagePath`` (relative to the JSON), else a photo with
-    the JSON's stem beside it; ``None`` when there is none."""
+def photo_file(doc: dict, json_path: Path, root: Path) -> Path | None:
+    """The photo file the annotation belongs to: ``imagePath`` (relative to the JSON) when it lies inside the
+    project folder ``root``, else a photo of that name or of the JSON's stem beside the JSON; ``None`` when there
+    is none (the photo may be embedded as imageData).
+
+    An ``imagePath`` that leads out of ``root`` is never followed: :class:`BadInput` when it is the only way to
+    the photo (no photo beside the JSON, nothing embedded), as that photo would not travel with the project.
+    """
     image_path = doc.get("imagePath")
+    outside = False
+    names = []
     if isinstance(image_path, str) and image_path:
-        candidate = json_path.parent / image_path.replace("\\", "/")
-        if candidate.is_file():
+        image_path = image_path.replace("\\", "/")
+        candidate = Path(os.path.normpath(json_path.parent.absolute() / image_path))
+        outside = not _inside(candidate, root)
+        if not outside and candidate.is_file():
             return candidate
-    for suffix in PHOTO_SUFFIXES:
-        for candidate in (json_path.with_suffix(suffix), json_path.with_suffix(suffix.upper())):
-            if candidate.is_file():
-                return candidate
+        names.append(Path(image_path).name)
+    names += [json_path.stem + suffix for suffix in PHOTO_SUFFIXES] + [json_path.stem + suffix.upper() for suffix in PHOTO_SUFFIXES]
+    for name in names:
+        candidate = json_path.parent / name
+        if name and candidate.is_file():
+            return candidate
+    if outside and not doc.get("imageData"):
+        raise BadInput(
+            f"imagePath {doc['imagePath']!r} points outside the project folder {root}",
+            "put the photo in the project folder (beside the JSON), or save the annotation with image data (imageData) in LabelMe",
+        )
     return None
 
 
@@ -64,6 +81,7 @@ def draw_tongue(doc: dict, size: tuple[int, int], label: str) -> tuple[np.ndarra
     canvas = Image.new("L", size, 0)
     draw = ImageDraw.Draw(canvas)
     ignored: set[str] = set()
+    tongue_shapes = 0
     for shape in doc["shapes"]:
         name = str(shape.get("label", "")).strip()
         if name.casefold() != label.casefold():
@@ -80,8 +98,23 @@ def draw_tongue(doc: dict, size: tuple[int, int], label: str) -> tuple[np.ndarra
         except (TypeError, ValueError):
             raise BadInput(f"a '{name}' polygon has malformed points", "save the annotation again from LabelMe") from None
         draw.polygon(xy, fill=1, outline=1)
+        tongue_shapes += 1
+    if not tongue_shapes and ignored:
+        found = ", ".join(repr(n) for n in sorted(ignored))
+        example = next(iter(ignored)) if len(ignored) == 1 else "NAME"
+        raise BadInput(
+            f"no shape labelled '{label}' (labels found: {found}): the tongue would be missing",
+            f"pass --labelme-label {example} if that is the tongue's label, or relabel the tongue shapes '{label}' in LabelMe "
+            "(delete the other shapes if the photo shows no tongue)",
+        )
     findings = []
     if ignored:
         names = ", ".join(repr(n) for n in sorted(ignored))
         findings.append(Finding(f"shapes not labelled '{label}' ignored: {names}", True, f"relabel tongue shapes '{label}' or pass --labelme-label"))
     return np.asarray(canvas) > 0, findings
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` (absolute, normalised) lies in ``root`` or below, by name (links are not followed)."""
+    base = os.path.normpath(root.absolute())
+    return os.path.commonpath([base, str(path)]) == base

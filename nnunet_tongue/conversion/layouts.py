@@ -147,9 +147,9 @@ def _paired(images: Path, masks: Path, root: Path, layout: str) -> Discovery:
 
 
 def _labelme(root: Path) -> Discovery:
-    """LabelMe: ``*.json`` in ``root``, each with its photo beside it or embedded; every photo needs one."""
+    """LabelMe: ``*.json`` in ``root``, each with its photo in ``root`` or embedded; every photo needs exactly one."""
     found = Discovery("labelme", root)
-    claimed: set[Path] = set()
+    claimed: dict[Path, list[Path]] = {}  # photo -> the annotations that name it
     by_key: dict[str, list[Path]] = {}
     for path in _visible_files(root):
         if path.suffix.lower() == ".json":
@@ -162,7 +162,7 @@ def _labelme(root: Path) -> Discovery:
         json_path = jsons[0]
         try:
             doc = load_labelme(json_path)
-            photo = photo_file(doc, json_path)
+            photo = photo_file(doc, json_path, root)
             if photo is None and embedded_photo(doc) is None:
                 raise BadInput(
                     f"no photo: imagePath {doc.get('imagePath')!r} not found beside it and no imageData embedded",
@@ -172,8 +172,14 @@ def _labelme(root: Path) -> Discovery:
             found.problems.append(Problem(ERROR, display_path(json_path, root), bad.message, bad.fix))
             continue
         if photo is not None:
-            claimed.add(photo.resolve())
+            claimed.setdefault(photo.resolve(), []).append(json_path)
         found.cases.append(CaseSource(json_path.stem, photo, labelme=json_path))
+    for photo, jsons in sorted(claimed.items()):
+        if len(jsons) > 1:  # one photo twice: it could land in training and test at once
+            names = " and ".join(display_path(j, root) for j in jsons)
+            found.problems.append(
+                Problem(ERROR, display_path(photo, root), f"{len(jsons)} annotations name this photo: {names}", "keep one annotation per photo: remove the extra one, or correct its imagePath")
+            )
     for path in _visible_files(root):
         if path.suffix.lower() in PHOTO_SUFFIXES and path.resolve() not in claimed:
             found.problems.append(Problem(ERROR, display_path(path, root), "missing annotation: no LabelMe JSON refers to this photo", f"annotate it (save {path.stem}.json beside it), or move it out"))

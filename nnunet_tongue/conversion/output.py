@@ -1,14 +1,19 @@
-"""The output side: target checks, a staging folder that becomes the dataset in one rename, the files around the cases."""
+"""The output side: a lock per dataset, leftovers of interrupted runs, target checks, a staging folder that becomes
+the dataset in one rename, the files around the cases."""
 
 from __future__ import annotations
 
 import csv
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
@@ -79,18 +84,152 @@ def check_target(output_root: Path, dataset_id: int, name: str, overwrite: bool)
     return problems
 
 
+class OutputError(Exception):
+    """The output folder cannot be used (not writable, or another convert is writing the dataset); nothing was
+    written and the data was not read. ``problem`` names the folder and the fix."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``<output root>/.<dataset folder>.lock`` for the whole run, so that two converts of
+    one dataset cannot overwrite each other's result: the second raises :class:`OutputError` at once.
+
+    Creates the output root (and its missing parents); :meth:`release` removes the lock file, and those folders
+    when they are left empty. :class:`OutputError` when the root cannot be created or written.
+    """
+
+    def __init__(self, output_root: Path, folder_name: str):
+        self.root = output_root
+        self.path = output_root / f".{folder_name}.lock"
+        self._target = output_root / folder_name
+        self._created = [p for p in (output_root, *output_root.parents) if not p.exists()]  # deepest first
+        self._fd: int | None = None
+        try:
+            output_root.mkdir(parents=True, exist_ok=True)
+            self._fd = self._lock()
+        except OSError as exc:
+            self._remove_created()
+            raise OutputError(_unwritable(output_root, exc)) from None
+        except BaseException:
+            self._remove_created()
+            raise
+
+    def _lock(self) -> int:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            if fcntl is None:  # no flock (Windows): no protection against a concurrent run
+                return fd
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                raise OutputError(
+                    Problem(
+                        ERROR,
+                        str(self._target),
+                        f"another convert is writing this dataset (it holds {self.path.name}" + (f", process {holder}" if holder.isdigit() else "") + "); nothing was done",
+                        "wait until it has finished (then rerun with --overwrite if you want to replace its result), or choose another --dataset-id or -o/--output-root",
+                    )
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:  # the previous holder removes the file when it is done: make sure we locked the file that is there
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        return fd
+
+    def identity(self) -> tuple[int, int, int] | None:
+        """``(fd, st_dev, st_ino)`` of the lock, so that forked workers can drop their inherited copy."""
+        if self._fd is None:
+            return None
+        st = os.fstat(self._fd)
+        return self._fd, st.st_dev, st.st_ino
+
+    def release(self) -> None:
+        """Remove the lock file (while still holding it), unlock, and remove the output folders this run created
+        if they are empty."""
+        if self._fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def remove_leftovers(output_root: Path, folder_name: str) -> list[Problem]:
+    """Clear what interrupted earlier runs of this dataset left in ``output_root`` (call it holding the
+    :class:`OutputLock`), with a warning for each: staging folders (``.<name>.*.partial``) and deleted-dataset
+    remains (``.<name>.*.trash``) are removed; a dataset an interrupted ``--overwrite`` had moved aside
+    (``.<name>.*.old``) is put back when the dataset is missing, else removed."""
+    target = output_root / folder_name
+    problems = []
+    for old in sorted(output_root.glob(f".{folder_name}.*.old"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if not target.exists():
+            os.replace(old, target)
+            problems.append(Problem(WARNING, str(target), f"put back from {old.name}, where an interrupted --overwrite run had moved it aside", "none needed"))
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            problems.append(Problem(WARNING, str(old), "removed: a dataset an interrupted --overwrite run had moved aside", "none needed"))
+    for pattern, what in (("partial", "staging folder of an earlier interrupted convert of this dataset (never published)"), ("trash", "remains of a replaced dataset")):
+        for leftover in sorted(output_root.glob(f".{folder_name}.*.{pattern}")):
+            shutil.rmtree(leftover, ignore_errors=True)
+            problems.append(Problem(WARNING, str(leftover), f"removed: {what}", "none needed"))
+    return problems
+
+
+def find_leftovers(output_root: Path, folder_name: str) -> list[Problem]:
+    """Warnings for what :func:`remove_leftovers` would clear (for a dry run, which removes nothing)."""
+    if not output_root.is_dir():
+        return []
+    found = sorted(p for suffix in ("partial", "old", "trash") for p in output_root.glob(f".{folder_name}.*.{suffix}"))
+    return [Problem(WARNING, str(p), "left by an earlier interrupted convert of this dataset", "none needed: the next convert of this dataset clears it") for p in found]
+
+
 class Staging:
-    """A hidden folder beside the target; :meth:`commit` renames it into place, :meth:`discard` removes it."""
+    """A hidden folder beside the target; :meth:`commit` renames it into place, :meth:`discard` removes it.
+
+    Made like any new folder (mode ``0o777 & ~umask``), so the published dataset gets the usual permissions.
+    """
 
     def __init__(self, output_root: Path, folder_name: str, with_test: bool):
-        self._created = [p for p in (output_root, *output_root.parents) if not p.exists()]  # deepest first
-        output_root.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", suffix=".partial", dir=output_root))
+        while True:
+            path = output_root / f".{folder_name}.{uuid.uuid4().hex[:8]}.partial"
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        self.path = path
         for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if with_test else ()):
             (self.path / sub).mkdir()
 
     def commit(self, target: Path) -> None:
-        """Put the staged dataset at ``target``; an existing one is moved aside first and deleted last."""
+        """Put the staged dataset at ``target``; an existing one is moved aside first and deleted last.
+
+        Only between the two renames does ``.<name>.*.old`` exist; :func:`remove_leftovers` puts it back if a
+        run dies there.
+        """
         old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old") if target.exists() else None
         if old is not None:
             os.replace(target, old)
@@ -101,16 +240,13 @@ class Staging:
                 os.replace(old, target)
             raise
         if old is not None:
-            shutil.rmtree(old)
+            trash = old.with_suffix(".trash")
+            os.replace(old, trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
     def discard(self) -> None:
-        """Remove the staging folder, and the output folders it had to create when they are left empty."""
+        """Remove the staging folder."""
         shutil.rmtree(self.path, ignore_errors=True)
-        for folder in self._created:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
 
 
 def open_staging(output_root: Path, folder_name: str, with_test: bool) -> Staging | Problem:
@@ -118,7 +254,16 @@ def open_staging(output_root: Path, folder_name: str, with_test: bool) -> Stagin
     try:
         return Staging(output_root, folder_name, with_test)
     except OSError as exc:
-        return Problem(ERROR, str(output_root), f"output folder not writable ({exc.strerror or exc})", "choose another -o/--output-root, or fix its permissions")
+        return _unwritable(output_root, exc)
+
+
+def _unwritable(output_root: Path, exc: OSError) -> Problem:
+    return Problem(
+        ERROR,
+        str(output_root),
+        f"output folder cannot be created or written ({exc.strerror or exc}); nothing was written",
+        "choose another -o/--output-root, or fix its permissions (--dry-run checks the data without writing)",
+    )
 
 
 def measure_tongue_extent(labels: Path) -> dict | None:

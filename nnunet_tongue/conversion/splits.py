@@ -6,8 +6,6 @@ import json
 import unicodedata
 from pathlib import Path
 
-from nnunetv2.utilities.crossval_split import generate_crossval_split
-
 from nnunet_tongue.conversion.report import ERROR, WARNING, Problem
 
 TRAIN = "train"
@@ -58,6 +56,8 @@ def assign_subsets(ids: list[tuple[str, str]], test_ids: list[str], train_ids: l
 
 def kfold_splits(train_case_ids: list[str], folds: int) -> list[dict[str, list[str]]]:
     """nnU-Net's own K-fold split (shuffled, seed 12345) over the training case ids, as in splits_final.json."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split  # imports scikit-learn: 1-2 s, only for --folds
+
     splits = generate_crossval_split(sorted(train_case_ids), seed=FOLD_SEED, n_splits=folds)
     return [{part: [str(i) for i in ids] for part, ids in split.items()} for split in splits]
 
