@@ -24,6 +24,9 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromium-driver are not installed")]
 
 
+from nnunet_tongue.app import MAX_UPLOAD_MB  # noqa: E402
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,7 +39,7 @@ def app(trained_tongue_model):
 
     page = build_app(str(trained_tongue_model.model_folder), "cpu")
     page.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                        max_file_size="50mb")
+                        max_file_size=f"{MAX_UPLOAD_MB}mb")
     yield page
     page.close()
 
@@ -117,3 +120,14 @@ def test_two_sessions_do_not_see_each_others_files(app, uploads, trained_tongue_
         zips.append(zipfile.ZipFile(next(o for o in outputs if isinstance(o, str) and o.endswith(".zip"))).namelist())
     assert "masks/first.png" in zips[0] and "masks/second.png" not in zips[0]
     assert "masks/second.png" in zips[1] and "masks/first.png" not in zips[1]
+
+
+def test_an_upload_above_the_stated_limit_is_refused(app, tmp_path, trained_tongue_model):
+    from gradio_client import Client, handle_file
+
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate((MAX_UPLOAD_MB + 1) * 2**20)
+    with pytest.raises(Exception, match="(?i)size|large"):
+        Client(app.local_url, verbose=False).predict([handle_file(str(huge))], str(trained_tongue_model.model_folder),
+                                                     api_name="/run")
