@@ -26,7 +26,7 @@ from scipy import ndimage
 BORDER_TOUCH = 0.01
 SECOND_REGION = 0.10
 MIN_AREA, MAX_AREA = 0.01, 0.80
-UNSURE_AREA = 0.05
+UNSURE_AREA = 0.10
 DARK, BRIGHT = 40.0, 215.0
 SHARPNESS = 15.0
 FLAGS = ("no_tongue", "cut_by_border", "several_regions", "area_implausible", "low_confidence", "too_dark",
