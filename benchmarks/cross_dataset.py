@@ -168,8 +168,9 @@ def markdown(results: dict) -> str:
              "- scored: `nnunet-tongue segment` at the photos' original size (default settings: no mirroring, "
              "post-processing on) and `nnunet-tongue evaluate` against the original masks (Dice/IoU in %, "
              "HD95/ASSD in pixels of the original photo). Each cell: mean ± sd (worst case) over the test set. "
-             "*Single pass*: the same model with `segment --no-rescale`; in brackets, how many test photos the "
-             "default run segmented a second time because the tongue's size was outside the training range.",
+             "*--no-rescale*: the same model, one pass (as `segment` ran before 0.2); in brackets, how many test "
+             "photos the default run segmented a second time because the tongue's size was outside the "
+             "training range.",
              "- one training per cell: the spread between two identical trainings is not measured here (on the "
              "BioHit tier two identical 96-step trainings differed by 0.29 Dice), so differences below about "
              "half a point are not evidence.", ""]
@@ -177,7 +178,7 @@ def markdown(results: dict) -> str:
         cells = {c["train_on"]: c for c in results["cells"].values() if c["trainer"] == trainer}
         lines += [f"## {trainer}", "", "| trained on | " + " | ".join(f"Dice on {s} test" for s in SOURCES)
                   + " | " + " | ".join(f"HD95 on {s}" for s in SOURCES) + " | "
-                  + " | ".join(f"Dice on {s}, single pass (rescaled photos)" for s in SOURCES) + " | run |",
+                  + " | ".join(f"Dice on {s} with --no-rescale (photos the default rescaled)" for s in SOURCES) + " | run |",
                   "|---|" + "---|" * (3 * len(SOURCES) + 1)]
         for train_on in TRAIN_SETS:
             if train_on not in cells:
