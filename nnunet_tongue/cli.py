@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"nnunet-tongue: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # before the command's own handling began (while importing): nothing was done yet
+        print(f"nnunet-tongue {name}: interrupted before it started; nothing was done", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

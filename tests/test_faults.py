@@ -159,7 +159,10 @@ def test_evaluate_interrupted_leaves_no_finished_looking_report_and_the_same_com
     command = [console_script("nnunet-tongue"), "evaluate", "-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"),
                "-o", str(tmp_path / "report"), "-j", "2"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(random.uniform(1.0, 4.0))  # start-up (imports) takes about 2 s
+    deadline = time.time() + 120
+    while not (tmp_path / "report").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # the report folder appears once the inputs are checked and scoring starts
+    time.sleep(random.uniform(0, 1.5))
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
     if proc.returncode != 0:
@@ -199,3 +202,15 @@ def test_evaluate_replaces_what_an_interrupted_run_left_without_overwrite(tmp_pa
     result = evaluate("-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"), "-o", str(tmp_path / "r"), "-j", "1")
     assert result.returncode == 0, result.stderr
     assert "half a table" not in (tmp_path / "r" / "per_case.csv").read_text()
+
+
+def test_ctrl_c_while_a_command_is_still_importing_prints_one_line_not_a_traceback(tmp_path):
+    write_masks(tmp_path / "pred", 150, 255, 1)
+    write_masks(tmp_path / "gt", 150, 255, 2)
+    proc = subprocess.Popen([console_script("nnunet-tongue"), "evaluate", "-p", str(tmp_path / "pred"), "-g",
+                             str(tmp_path / "gt"), "-o", str(tmp_path / "r"), "-j", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the dispatcher runs; the command's modules (numpy, scipy, medpy, ...) load, or scoring began
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr
