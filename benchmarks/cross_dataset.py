@@ -32,8 +32,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, CommandFailed, finish, nnunet_env, run, start
-from biohit_benchmark import training_summary
+from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, CommandFailed, finish, nnunet_env, run, start, training_summary
 
 from nnunet_tongue.conversion import CONVERSION_KEY
 from nnunet_tongue.conversion.output import measure_tongue_extent
@@ -140,13 +139,22 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
             scored = {"metrics": summary["metrics"], "worst_cases": summary["worst_cases"][:5],
                       "n_cases": summary["n_cases"], "n_rescaled": sum(f != 1.0 for f in rescaled)}
             sheet = report / "worst_cases.png"
-            if sheet.exists() and variant == "rescaled":
-                IMG.mkdir(parents=True, exist_ok=True)
-                name = f"{trainer}_{train_on}_on_{source}.png"
-                shutil.copy(sheet, IMG / name)
-                scored["worst_cases_png"] = f"img/cross_dataset/{name}"
+            if sheet.exists() and variant == "rescaled" and source != train_on:  # the sheets the page shows
+                scored["worst_cases_png"] = f"img/cross_dataset/{docs_sheet(sheet, f'{trainer}_{train_on}_on_{source}')}"
             result.setdefault("test" if variant == "rescaled" else f"test_{variant}", {})[source] = scored
     return result
+
+
+def docs_sheet(sheet: Path, name: str) -> str:
+    """A worst-case sheet, 1000 px wide as a JPEG, for the docs (the full-size PNG stays in the run folder)."""
+    from PIL import Image
+
+    IMG.mkdir(parents=True, exist_ok=True)
+    with Image.open(sheet) as im:
+        im = im.convert("RGB")
+        im.resize((1000, round(im.height * 1000 / im.width)), Image.Resampling.LANCZOS).save(
+            IMG / f"{name}.jpg", quality=80)
+    return f"{name}.jpg"
 
 
 def _dice(stats: dict) -> str:

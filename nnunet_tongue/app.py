@@ -71,7 +71,7 @@ def _rows(records: list[dict]) -> list[list]:
     return rows
 
 
-def segment_batch(files: list[str] | None, model_folder: str, state: dict | None, models: Models, progress=None):
+def segment_batch(files: list[str] | None, model_folder: str, state: dict | None, models: Models):
     """The *Segment* button: uploaded files -> (state, gallery, table, zip, photo, overlay, mask, cut-out, message)."""
     import gradio as gr
 
@@ -150,8 +150,8 @@ def build_app(model_folder: str | None = None, device: str = "auto"):
         download = gr.File(label="Everything as one zip (masks, cut-outs, overlays, segment.jsonl)",
                            elem_id="download")
 
-        def run(uploaded, folder, current, progress=gr.Progress(track_tqdm=True)):
-            return segment_batch(uploaded, folder, current, models, progress)
+        def run(uploaded, folder, current, progress=gr.Progress(track_tqdm=True)):  # the bar follows tqdm
+            return segment_batch(uploaded, folder, current, models)
 
         go.click(run, [files, model, state], [state, gallery, table, download, photo, overlay, mask, cutout, message],
                  concurrency_limit=1)

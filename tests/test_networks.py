@@ -21,12 +21,12 @@ from nnunet_tongue.networks.from_plans import (
 )
 from nnunet_tongue.networks.tunet import TransformerUNet
 
-instantiate = build_from_architecture
+
 
 
 def tunet(patch=(64, 96), deep_supervision=True, **kw) -> TransformerUNet:
     arch = architecture_for("TUNet", default_plans_architecture(patch), patch)
-    return instantiate(arch, deep_supervision=deep_supervision, **kw)
+    return build_from_architecture(arch, deep_supervision=deep_supervision, **kw)
 
 
 @pytest.mark.parametrize("patch", [(64, 64), (64, 96), (96, 32)])
@@ -169,7 +169,7 @@ def test_plans_written_before_0_2_rebuild_the_network_of_then(variant):
                        "pos_embed_grid": [4, 6]}}
     from_planner = legacy_architecture("TUNet", planner_0_1, patch, **TUNET_VARIANTS[variant])["arch_kwargs"]
     assert json.loads(json.dumps(from_planner)) == json.loads(json.dumps(from_default))  # as in plans.json
-    assert instantiate(legacy_architecture("TUNet", planner_0_1, patch)).transformer.pos_embed.shape == (1, 24, 512)
+    assert build_from_architecture(legacy_architecture("TUNet", planner_0_1, patch)).transformer.pos_embed.shape == (1, 24, 512)
 
 
 def test_tunet_gradients_reach_transformer_and_cnn_encoder():
@@ -222,29 +222,29 @@ def test_memory_estimate_tracks_the_measured_gpu_memory_within_20_percent(networ
     """The planners size patch and batch from this estimate: off by 2x, they plan batch 2 where 7 fits."""
     patch = (640, 768)
     default = default_plans_architecture(patch)
-    plain = instantiate(default, deep_supervision=True).compute_conv_feature_map_size(patch)
-    estimate = instantiate(architecture_for(network, default, patch), deep_supervision=True)
+    plain = build_from_architecture(default, deep_supervision=True).compute_conv_feature_map_size(patch)
+    estimate = build_from_architecture(architecture_for(network, default, patch), deep_supervision=True)
     ratio = estimate.compute_conv_feature_map_size(patch) / plain
     assert ratio == pytest.approx(MEASURED_MEMORY_VS_PLAIN[network], rel=0.2)
 
 
 def test_fabians_unet_has_v1_depth_profile_and_plain_decoder():
     assert fabians_blocks_per_stage(7) == (1, 2, 3, 4, 4, 4, 4)
-    net = instantiate(architecture_for("FabiansUNet", default_plans_architecture((64, 96)), (64, 96)))
+    net = build_from_architecture(architecture_for("FabiansUNet", default_plans_architecture((64, 96)), (64, 96)))
     assert isinstance(net, FabiansUNet) and type(net.decoder) is UNetDecoder
     assert [len(stage.blocks) for stage in net.encoder.stages] == [1, 2, 3, 4, 4]
     assert all(len(stage.convs) == 1 for stage in net.decoder.stages)
 
 
 def test_residual_unet_has_residual_decoder():
-    net = instantiate(architecture_for("ResUNet", default_plans_architecture((64, 96)), (64, 96)))
+    net = build_from_architecture(architecture_for("ResUNet", default_plans_architecture((64, 96)), (64, 96)))
     assert isinstance(net, ResidualUNet) and isinstance(net.decoder, UNetResDecoder)
 
 
 @pytest.mark.parametrize("network", ["ResUNet", "FabiansUNet", "TUNet"])
 def test_every_network_has_a_memory_estimate_and_toggleable_deep_supervision(network):
     patch = (64, 96)
-    net = instantiate(architecture_for(network, default_plans_architecture(patch), patch), deep_supervision=True)
+    net = build_from_architecture(architecture_for(network, default_plans_architecture(patch), patch), deep_supervision=True)
     assert net.compute_conv_feature_map_size(patch) > 0
     assert isinstance(net(torch.randn(1, 3, *patch)), (list, tuple))
     net.decoder.deep_supervision = False
@@ -256,4 +256,4 @@ def test_tunet_refuses_3d_with_clear_error():
     arch["arch_kwargs"].update(conv_op="torch.nn.modules.conv.Conv3d",
                                norm_op="torch.nn.modules.instancenorm.InstanceNorm3d")
     with pytest.raises(ValueError, match="2d only"):
-        instantiate(arch)
+        build_from_architecture(arch)

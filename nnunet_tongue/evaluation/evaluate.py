@@ -147,8 +147,7 @@ def evaluate_folders(
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise EvaluationError(f"{len(errors)} case(s) cannot be scored:\n  " + "\n  ".join(errors[:10]) + more)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES.values():
+    for name in REPORT_FILES.values():  # the folder exists: _check_output made it
         (out_dir / name).unlink(missing_ok=True)
     files = {key: name for key, name in REPORT_FILES.items() if key != "worst_cases_png" or worst > 0}
     report.write_csv(rows, out_dir / files["per_case_csv"])

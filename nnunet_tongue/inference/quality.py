@@ -34,9 +34,8 @@ FLAGS = ("no_tongue", "cut_by_border", "several_regions", "area_implausible", "l
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
-def sharpness(photo: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey photo at most 512 px on its longest side (higher = sharper)."""
-    grey = Image.fromarray(photo).convert("L")
+def sharpness(grey: Image.Image) -> float:
+    """Variance of the Laplacian of a grey photo brought to at most 512 px on its longest side (higher = sharper)."""
     scale = 512 / max(grey.size)
     if scale < 1:
         grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
@@ -52,14 +51,14 @@ def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dic
     border = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
     labels, n = ndimage.label(raw, structure=_EIGHT_CONNECTED)
     sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1] if n else np.zeros(0)
-    grey = np.asarray(Image.fromarray(photo).convert("L"), dtype=np.float32)
+    grey = Image.fromarray(photo).convert("L")
     measures = {
         "tongue_area_fraction": area / mask.size,
         "border_touch_fraction": float(border.sum()) / border.size,
         "second_region_ratio": float(sizes[1] / sizes[0]) if sizes.size > 1 else 0.0,
         "unsure_area_ratio": float(((probability > 0.25) & (probability < 0.75)).sum()) / max(area, 1),
-        "mean_grey": float(grey.mean()),
-        "sharpness": sharpness(photo),
+        "mean_grey": float(np.asarray(grey, dtype=np.float32).mean()),
+        "sharpness": sharpness(grey),
     }
     flags = []
     if area == 0:

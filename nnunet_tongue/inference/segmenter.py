@@ -281,34 +281,33 @@ class TongueSegmenter:
         height, width = image.shape[:2]
         w, h, scale = scaled_size(width, height, self.max_size)  # the converter's rule
         probability = self._probability(image, (w, h))
-        factor = self._rescale_factor(probability >= 0.5, scale) if self.rescale else 1.0
+        box = bounding_box(largest_component(probability >= 0.5)) if self.rescale else None
+        factor = self._rescale_factor(box, scale)
         if factor != 1.0:
-            probability, (w, h) = self._rescaled_probability(image, probability, scale * factor)
+            probability, (w, h) = self._rescaled_probability(image, probability, box, scale * factor)
         mask = probability >= 0.5
         return Prediction(probability, postprocess_mask(mask) if self.postprocess else mask, (h, w), factor)
 
-    def _rescale_factor(self, mask: np.ndarray, scale: float) -> float:
-        """How much larger the tongue must be at the network's input to match the training tongues (1.0: it does,
-        or no tongue was found)."""
-        box = bounding_box(largest_component(mask))
+    def _rescale_factor(self, box: dict | None, scale: float) -> float:
+        """How much larger the tongue (``box``, in photo pixels) must be at the network's input to match the
+        training tongues (1.0: it does, or no tongue was found)."""
         if box is None:
             return 1.0
         extent = max(box["width"], box["height"]) * scale
         low, high = self.tongue_extent["p5"], self.tongue_extent["p95"]
         return 1.0 if low <= extent <= high else float(self.tongue_extent["median"] / extent)
 
-    def _rescaled_probability(self, image: np.ndarray, coarse: np.ndarray,
+    def _rescaled_probability(self, image: np.ndarray, coarse: np.ndarray, box: dict,
                               scale: float) -> tuple[np.ndarray, tuple[int, int]]:
         """Probability from a second pass at ``scale`` (photo pixels -> network pixels). Zoomed out: the whole
         photo, smaller. Zoomed in: a window around the first pass's tongue of the size the network saw then,
-        enlarged; outside it the first pass's probability stays."""
+        enlarged (``box``: the first pass's tongue); outside it the first pass's probability stays."""
         height, width = image.shape[:2]
         if scale * max(width, height) <= (self.max_size or max(width, height)):
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             return self._probability(image, size), size
         window_w = min(width, round((self.max_size or width) / scale * width / max(width, height)))
         window_h = min(height, round((self.max_size or height) / scale * height / max(width, height)))
-        box = bounding_box(largest_component(coarse >= 0.5))
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         x0 = int(min(max(0, round(cx - window_w / 2)), width - window_w))
         y0 = int(min(max(0, round(cy - window_h / 2)), height - window_h))

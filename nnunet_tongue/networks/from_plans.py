@@ -158,8 +158,7 @@ def legacy_architecture(network: str, architecture: dict, patch_size: Sequence[i
         kwargs["pos_embed_grid"] = [int(p // t) for p, t in zip(patch_size, kwargs["token_size"])]
         return arch
     n = source.pop("n_stages") - 1
-    token = np.prod(np.array([np.atleast_1d(s) for s in source["strides"]]), axis=0)
-    token = [int(t) for t in np.broadcast_to(token, (len(patch_size),))]
+    token = [int(t) for t in np.broadcast_to(cumulative_strides(source["strides"])[-1], (len(patch_size),))]
     kwargs = dict(source, n_stages=n, features_per_stage=source["features_per_stage"][:n],
                   kernel_sizes=source["kernel_sizes"][:n], strides=source["strides"][:n],
                   n_blocks_per_stage=source["n_blocks_per_stage"][:n], token_size=token,
