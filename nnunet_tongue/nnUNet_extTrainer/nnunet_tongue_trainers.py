@@ -9,6 +9,7 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
     nnUNetTrainerTUNetFast,
+    nnUNetTrainerTUNetFastPhotoAug,
     nnUNetTrainerTUNetLean,
     nnUNetTrainerTUNetPhotoAug,
     nnUNetTrainerTUNetToken8,

@@ -83,6 +83,12 @@ def budget_trainer(name: str) -> type | None:
     return _MADE[name]
 
 
+def product_trainer_name(name: str) -> str:
+    """The trainer a budget trainer budgets (it builds the same network), or ``name`` itself."""
+    match = _NAME.fullmatch(name)
+    return match["base"] if match is not None and match["base"] in _BASES else name
+
+
 def __getattr__(name: str) -> type:
     """Budget trainers are attributes of this module (nnU-Net's search, pickle)."""
     trainer = budget_trainer(name)

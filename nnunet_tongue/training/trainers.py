@@ -9,7 +9,8 @@ Product trainers (``-tr``), each building its network from nnU-Net's DEFAULT pla
 
 Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`, :class:`nnUNetTrainerTUNetLean`,
 :class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright`,
-:class:`nnUNetTrainerTUNetPhotoAug` (the augmentation),
+:class:`nnUNetTrainerTUNetPhotoAug` (the augmentation), :class:`nnUNetTrainerTUNetFastPhotoAug` (both: the
+bundled model's recipe),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
 """
@@ -152,6 +153,11 @@ class nnUNetTrainerTUNetPhotoAug(PhotoAugmentation, nnUNetTrainerTUNet):
     """T-Unet trained with :class:`PhotoAugmentation`: upright photos from any camera, distance and light."""
 
 
+class nnUNetTrainerTUNetFastPhotoAug(PhotoAugmentation, nnUNetTrainerTUNetFast):
+    """The bundled model's recipe: the small :class:`nnUNetTrainerTUNetFast` network (fits the wheel's size
+    limit in fp16) trained with :class:`PhotoAugmentation`."""
+
+
 class nnUNetTrainerResUNetSGD(PlugInNetworkTrainer):
     """The ResUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
@@ -167,4 +173,5 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
 PRODUCT_TRAINERS = (nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
                     nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetUpright,
-                    nnUNetTrainerTUNetPhotoAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerResUNetSGD,
+                    nnUNetTrainerFabiansUNetSGD)
