@@ -96,6 +96,17 @@ def prepare(workdir: Path, max_size: int, data: Path) -> None:
              "--verify_dataset_integrity", "--no_pbar"], env, log)
 
 
+def record_tongue_extent(model: Path, raw_dataset: Path) -> dict:
+    """The training tongues' size in the model's dataset.json, as convert (0.2) records it (datasets converted
+    earlier lack it: measured from the raw labels then); returns it."""
+    meta_file = model / "dataset.json"
+    meta = json.loads(meta_file.read_text())
+    if not (meta.get(CONVERSION_KEY) or {}).get("tongue_extent_px"):
+        meta.setdefault(CONVERSION_KEY, {})["tongue_extent_px"] = measure_tongue_extent(raw_dataset / "labelsTr")
+        meta_file.write_text(json.dumps(meta, indent=1))
+    return meta[CONVERSION_KEY]["tongue_extent_px"]
+
+
 def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
     """Train ``trainer`` on ``train_on`` (unless done) and score it on every source's test set."""
     from nnunet_tongue.training.budget import budget_trainer_name
@@ -113,14 +124,7 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
     train_s, train_rss, _ = json.loads(timing.read_text())
     result = {"trainer": trainer, "budget_trainer": budgeted, "train_on": train_on, "train_wall_s": train_s,
               "train_peak_rss_MB": train_rss, **training_summary(model), "test": {}}
-    # the training tongues' size, as convert (0.2) records it; datasets converted earlier lack it
-    meta_file = model / "dataset.json"
-    meta = json.loads(meta_file.read_text())
-    if not (meta.get(CONVERSION_KEY) or {}).get("tongue_extent_px"):
-        meta.setdefault(CONVERSION_KEY, {})["tongue_extent_px"] = measure_tongue_extent(
-            workdir / "raw" / dataset / "labelsTr")
-        meta_file.write_text(json.dumps(meta, indent=1))
-    result["training_tongue_extent_px"] = meta[CONVERSION_KEY]["tongue_extent_px"]
+    result["training_tongue_extent_px"] = record_tongue_extent(model, workdir / "raw" / dataset)
     for variant, options in SEGMENT_VARIANTS.items():
         for source in SOURCES:
             tag = f"{dataset}_{budgeted}_{source}_{variant}"
@@ -145,15 +149,16 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
     return result
 
 
-def docs_sheet(sheet: Path, name: str) -> str:
-    """A worst-case sheet, 1000 px wide as a JPEG, for the docs (the full-size PNG stays in the run folder)."""
+def docs_sheet(sheet: Path, name: str, folder: Path = IMG) -> str:
+    """A worst-case sheet, 1000 px wide as a JPEG in ``folder``, for the docs (the full-size PNG stays in the
+    run folder); returns the file name."""
     from PIL import Image
 
-    IMG.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     with Image.open(sheet) as im:
         im = im.convert("RGB")
         im.resize((1000, round(im.height * 1000 / im.width)), Image.Resampling.LANCZOS).save(
-            IMG / f"{name}.jpg", quality=80)
+            folder / f"{name}.jpg", quality=80)
     return f"{name}.jpg"
 
 

@@ -22,6 +22,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from nnunet_tongue.models.packed import ModelError
+from nnunet_tongue.models.store import DEFAULT_MODEL, find_model
+
 #: largest upload accepted, per file (stated on the page)
 MAX_UPLOAD_MB = 50
 #: most photos segmented in one batch
@@ -42,10 +45,12 @@ class Models:
         self._loaded: dict[str, object] = {}
         self.lock = threading.Lock()
 
-    def get(self, model_folder: str):
+    def get(self, model: str):
+        """The model named ``model`` (see ``nnunet-tongue models``) or in folder ``model``, loaded once."""
         from nnunet_tongue.inference.segmenter import TongueSegmenter
+        from nnunet_tongue.models.store import find_model
 
-        key = str(Path(model_folder).expanduser().resolve())
+        key = str(find_model(str(Path(model).expanduser()) if "/" in model else model).resolve())
         if key not in self._loaded:
             self._loaded[key] = TongueSegmenter(key, device=self.device)
         return self._loaded[key]
@@ -76,14 +81,11 @@ def segment_batch(files: list[str] | None, model_folder: str, state: dict | None
     import gradio as gr
 
     from nnunet_tongue.inference.segment import segment_photos
-    from nnunet_tongue.inference.segmenter import ModelError
 
     if not files:
         raise gr.Error("Drop one or more photos first (JPEG, PNG, BMP, TIFF or WebP).")
     if len(files) > MAX_PHOTOS:
         raise gr.Error(f"{len(files)} photos: at most {MAX_PHOTOS} per batch; segment the rest in another batch.")
-    if not (model_folder or "").strip():
-        raise gr.Error("Give the model folder (nnUNet_results/DatasetXXX/Trainer__Plans__2d).")
     state = state or {"folder": str(_new_session_folder()), "runs": 0}
     state["runs"] += 1
     run = Path(state["folder"]) / f"run_{state['runs']}"
@@ -96,7 +98,7 @@ def segment_batch(files: list[str] | None, model_folder: str, state: dict | None
         shutil.copyfile(f, photos / name)
     try:
         with models.lock:
-            segmenter = models.get(model_folder.strip())
+            segmenter = models.get((model_folder or "").strip() or DEFAULT_MODEL)
             report = segment_photos([photos], out, segmenter, progress=True)
     except (ModelError, ValueError, FileNotFoundError) as error:
         raise gr.Error(str(error)) from None
@@ -133,8 +135,9 @@ def build_app(model_folder: str | None = None, device: str = "auto"):
                     f"{MAX_PHOTOS} photos per batch.")
         state = gr.State(None, delete_callback=_remove_session)
         with gr.Row():
-            model = gr.Textbox(value=model_folder or "", label="Model folder", scale=4,
-                               placeholder="nnUNet_results/Dataset501_Tongue/nnUNetTrainerTUNet__nnUNetPlans__2d")
+            model = gr.Textbox(value=model_folder or DEFAULT_MODEL, label="Model (name or folder)", scale=4,
+                               placeholder=f"{DEFAULT_MODEL} (bundled), a name from `nnunet-tongue models`, or "
+                                           "nnUNet_results/Dataset501_Tongue/nnUNetTrainerTUNet__nnUNetPlans__2d")
             go = gr.Button("Segment", variant="primary", scale=1, elem_id="segment")
         files = gr.File(file_count="multiple", label="Photos", elem_id="photos",
                         file_types=[".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp"])
@@ -166,7 +169,9 @@ def build_app(model_folder: str | None = None, device: str = "auto"):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnunet-tongue app", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-m", "--model", help="model folder offered on the page (nnUNet_results/DatasetXXX/Trainer__Plans__2d)")
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL,
+                   help="model offered on the page: a name from `nnunet-tongue models` or a model folder "
+                        f"(nnUNet_results/DatasetXXX/Trainer__Plans__2d); default the bundled {DEFAULT_MODEL}")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0: the network)")
     p.add_argument("--port", type=int, help="port (default: 7860, or the next free one)")
@@ -181,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print('nnunet-tongue app: error: the app needs Gradio: pip install "nnunet-tongue[app]"', file=sys.stderr)
         return 2
-    if args.model and not Path(args.model).is_dir():
-        print(f"nnunet-tongue app: error: model folder not found: {args.model}", file=sys.stderr)
+    try:
+        find_model(args.model)
+    except ModelError as error:
+        print(f"nnunet-tongue app: error: {error}", file=sys.stderr)
         return 2
     app = build_app(args.model, args.device)
     app.queue().launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_UPLOAD_MB}mb",

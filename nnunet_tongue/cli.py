@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan_and_preprocess": ("nnunet_tongue.planning.plan_and_preprocess", "nnUNetv2_plan_and_preprocess with the plug-in planners (-pl)"),
     "segment": ("nnunet_tongue.inference.segment", "photos -> masks, cut-outs, overlays and a JSON line per photo"),
     "evaluate": ("nnunet_tongue.evaluation.evaluate", "predicted vs ground-truth masks -> Dice/IoU/HD95/ASSD, CSV, report"),
+    "models": ("nnunet_tongue.models.command", "list, show, install (nnU-Net zip), export and remove tongue models"),
     "app": ("nnunet_tongue.app", "the tongue segmentation app: a local web page (needs nnunet-tongue[app])"),
     "trainer-folder": ("nnunet_tongue.registration", "print the folder to put in nnUNet_extTrainer"),
 }

@@ -25,7 +25,6 @@ Python: :func:`segment_photos` (one call for a batch) and
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -53,6 +52,7 @@ from nnunet_tongue.inference.segmenter import (
     model_folder_from_dataset,
 )
 from nnunet_tongue.interrupts import exit_status, sigterm_as_interrupt
+from nnunet_tongue.models.store import find_model
 from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 
 __all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "OutputFolderError", "TongueSegmenter",
@@ -302,10 +302,13 @@ def _warn_if_huge(photo: Path, bar) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet-tongue segment",
-        description="Segment the tongue in photos with a trained nnU-Net model. Per photo: a 0/255 mask PNG at\n"
+        description="Segment the tongue in photos (with the bundled model unless -m or -d names another). Per\n"
+                    "photo: a 0/255 mask PNG at\n"
                     "the photo's displayed size (masks/), an RGBA cut-out (cutouts/), an overlay (overlays/) and a\n"
                     "line in segment.jsonl (area, bounding box, mean colour). See docs/inference.md.",
         epilog="examples:\n"
+               "  nnunet-tongue segment -i photos/ -o out/                   # the bundled model\n"
+               "  nnunet-tongue segment -i photos/ -o out/ -m my-model       # a model from `nnunet-tongue models`\n"
                "  nnunet-tongue segment -i photos/ -o out/ \\\n"
                "      -m $nnUNet_results/Dataset501_X/nnUNetTrainerTUNet__nnUNetPlans__2d\n"
                "  nnunet-tongue segment -i a.jpg b.png -o out/ -d 501 -tr nnUNetTrainerTUNet -c 2d -f 0 1\n"
@@ -316,10 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"photos and/or folders of photos ({', '.join(s[1:] for s in PHOTO_SUFFIXES)}; folders "
                              "are not searched recursively)")
     parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
-    model = parser.add_argument_group("model (either -m, or -d with -tr/-p/-c as nnUNetv2_predict takes them)")
-    which = model.add_mutually_exclusive_group(required=True)
+    model = parser.add_argument_group("model (default: the bundled model; or -m, or -d with -tr/-p/-c as "
+                                      "nnUNetv2_predict takes them)")
+    which = model.add_mutually_exclusive_group()
     which.add_argument("-m", "--model",
-                       help="trained model folder, i.e. nnUNet_results/DatasetXXX/Trainer__Plans__config")
+                       help="a model name from `nnunet-tongue models`, or a trained model folder, i.e. "
+                            "nnUNet_results/DatasetXXX/Trainer__Plans__config (default: the bundled model)")
     which.add_argument("-d", "--dataset", help="dataset id or name, looked up under $nnUNet_results")
     model.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer class (default {DEFAULT_TRAINER})")
     model.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans identifier (default {DEFAULT_PLANS})")
@@ -373,12 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_size is not None and args.max_size < 0:
         return fail(f"--max-size must be >= 0, got {args.max_size}")
     try:
-        model_folder = Path(args.model) if args.model else model_folder_from_dataset(
-            args.dataset, args.trainer, args.plans, args.configuration)
-        load = functools.partial(
-            TongueSegmenter, model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
-            mirroring=args.mirroring, postprocess=args.postprocess, tile_step_size=args.step_size,
-            max_size="model" if args.max_size is None else args.max_size, rescale=args.rescale, verbose=args.verbose)
+        def load() -> TongueSegmenter:  # called once inputs and outputs are checked
+            model_folder = find_model(args.model) if args.dataset is None else model_folder_from_dataset(
+                args.dataset, args.trainer, args.plans, args.configuration)
+            return TongueSegmenter(
+                model_folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
+                mirroring=args.mirroring, postprocess=args.postprocess, tile_step_size=args.step_size,
+                max_size="model" if args.max_size is None else args.max_size, rescale=args.rescale,
+                verbose=args.verbose)
+
         with sigterm_as_interrupt():
             report = segment_photos(args.input, args.output, load, overwrite=args.overwrite,
                                     progress=not args.no_progress, jsonl_name=args.jsonl)

@@ -31,6 +31,7 @@ from nnunet_tongue.conversion import training_max_size as conversion_max_size
 from nnunet_tongue.conversion import training_tongue_extent
 from nnunet_tongue.inference.outputs import bounding_box
 from nnunet_tongue.inference.postprocess import largest_component, postprocess_mask
+from nnunet_tongue.models.packed import ModelError, PackedModel, is_packed
 from nnunet_tongue.photos import resize_photo, scaled_size
 
 DEFAULT_TRAINER = "nnUNetTrainerTUNet"
@@ -45,10 +46,6 @@ DEFAULT_RESCALE = True
 DEFAULT_TILE_STEP_SIZE = 0.5
 #: spacing NaturalImage2DIO gives every 2D image
 NATURAL_IMAGE_SPACING = [999.0, 1.0, 1.0]
-
-
-class ModelError(Exception):
-    """The model folder is missing, incomplete or not usable for photos."""
 
 
 def model_folder_from_dataset(dataset: str | int, trainer: str = DEFAULT_TRAINER, plans: str = DEFAULT_PLANS,
@@ -172,6 +169,10 @@ class Prediction:
 class TongueSegmenter:
     """A trained nnU-Net model (one or more folds) ready to segment photos given as arrays.
 
+    ``model_folder``: an nnU-Net model folder (``Trainer__Plans__configuration``, checkpoints loaded by
+    nnU-Net, which unpickles them) or a packed model (:mod:`nnunet_tongue.models.packed`: hash-checked
+    safetensors, no pickle), e.g. from :func:`nnunet_tongue.models.store.find_model`.
+
     ``max_size``: ``"model"`` (default) reads the training scale from the model's dataset.json;
     an int downscales photos to that longest side; ``None`` or 0 feeds photos at their own size.
     ``rescale``: when the tongue found at that scale is larger or smaller than the training tongues (outside
@@ -202,13 +203,20 @@ class TongueSegmenter:
                              "greyscale (1) models")
 
         self.checkpoint = checkpoint
+        self.packed = PackedModel.open(self.model_folder) if is_packed(self.model_folder) else None
         if folds is None or len(folds) == 0:
-            folds = detect_folds(self.model_folder, checkpoint)
+            folds = self.packed.folds if self.packed else detect_folds(self.model_folder, checkpoint)
         try:
             self.folds = [f if str(f) == "all" else int(f) for f in folds]
         except ValueError:
             raise ModelError(f"folds must be numbers or 'all', got {list(folds)}") from None
-        missing = [f for f in self.folds if not (self.model_folder / f"fold_{f}" / checkpoint).is_file()]
+        if self.packed:
+            missing = [f for f in self.folds if f not in self.packed.folds]
+            if missing:
+                raise ModelError(f"{self.packed.name} has no fold {', '.join(map(str, missing))}; it has "
+                                 f"{', '.join(map(str, self.packed.folds))}")
+        missing = [] if self.packed else [f for f in self.folds
+                                          if not (self.model_folder / f"fold_{f}" / checkpoint).is_file()]
         if not self.folds or missing:
             present = sorted(str(p.relative_to(self.model_folder)) for p in self.model_folder.glob("fold_*/*.pth"))
             what = f"fold(s) {', '.join(map(str, missing))}" if missing else "any fold"
@@ -241,12 +249,25 @@ class TongueSegmenter:
                                     perform_everything_on_device=self.device.type == "cuda",
                                     device=self.device, verbose=verbose, verbose_preprocessing=verbose,
                                     allow_tqdm=False)
-        predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, self.checkpoint)
+        if self.packed is None:
+            predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, self.checkpoint)
+            return predictor
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        network = self.packed.build_network()
+        parameters = [self.packed.weights(fold) for fold in self.folds]
+        network.load_state_dict(parameters[0])
+        plans_manager = PlansManager(self.packed.plans)
+        predictor.manual_initialization(network, plans_manager,
+                                        plans_manager.get_configuration(self.packed.card["configuration"]),
+                                        parameters, self.packed.dataset_json, self.packed.trainer,
+                                        self.packed.mirroring_axes)
         return predictor
 
     def describe(self) -> dict:
         """What is loaded, for logs and reports."""
-        return {"model_folder": str(self.model_folder), "trainer": self.trainer_name, "folds": self.folds,
+        return {"model_folder": str(self.model_folder),
+                **({"model": self.packed.name} if self.packed else {}), "trainer": self.trainer_name, "folds": self.folds,
                 "checkpoint": self.checkpoint, "device": str(self.device), "mirroring": self.mirroring,
                 "postprocess": self.postprocess, "tile_step_size": self.tile_step_size, "max_size": self.max_size,
                 "rescale": self.rescale, "training_tongue_extent_px": self.tongue_extent,

@@ -1,0 +1,221 @@
+"""Train the bundled model, pack it into the package and score it on both test sets.
+
+    python benchmarks/bundled_model.py            # CPU, 2 cores: about 40 min of training, then scoring
+    python benchmarks/bundled_model.py --score-only
+
+Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
+1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
+   at 192 px with their split files, the two-source dataset (both sources' ``train`` cases only) planned and
+   preprocessed by the stock command;
+2. ``nnUNetv2_train 513 2d all -tr nnUNetTrainerTUNetFastPhotoAug_<E>epochs_<I>its_3val_bs<B>``: every
+   training case (fold ``all``), the budget and batch in the name;
+3. the final checkpoint packed as float16 safetensors into ``nnunet_tongue/models/bundled/<name>``
+   (:func:`nnunet_tongue.models.packed.pack`);
+4. ``nnunet-tongue segment`` (the bundled model, default settings) and ``nnunet-tongue evaluate`` on each
+   source's test photos at their original size, and on close-up crops of them (each test photo cut to a
+   square 1.25 times the tongue's extent, so the tongue fills most of the frame, as in a phone close-up);
+   the float32 checkpoint segments the same photos to check the float16 masks against it.
+
+Writes the figures into the model's card, ``benchmarks/results/bundled_model.json`` and the table in
+``docs/models.md``. A finished training is not repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run, start, finish
+from cross_dataset import BOTH, SOURCES, dataset_name, docs_sheet, prepare, record_tongue_extent
+
+from nnunet_tongue.evaluation.metrics import dice
+from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
+
+TRAINER = "nnUNetTrainerTUNetFastPhotoAug"
+MAX_SIZE = 192
+DOCS = REPO / "docs" / "models.md"
+IMG = REPO / "docs" / "img" / "models"
+CLOSE_UP_MARGIN = 1.25
+CARD = {
+    "description": "T-Unet (small: lean decoder, 384-wide transformer) trained on studio (BioHit) and clinical "
+                   "close-up (NTUST) tongue photos with photo augmentation; RGB photos of an open mouth with the "
+                   "tongue out.",
+    "intended_use": "research and tongue-photo analysis (e.g. colour and coating measurements on the tongue "
+                    "region, photo triage); not a medical device and not for diagnosis. Check the quality flags "
+                    "and the overlay of each photo.",
+    "training_data": {
+        "BioHit": {"cases": 240, "what": "studio photos 768x576, tongue small in the frame, little coating",
+                   "licence": "no licence published upstream; research benchmarking only",
+                   "split": "../shared/data/biohit_split.json train cases"},
+        "NTUST": {"cases": 441, "what": "clinical close-ups 400x400 with chin rest, many coated tongues",
+                  "licence": "MIT (IanMackenzie0909/Tongue-Segmentation)",
+                  "split": "../shared/data/ntust_split.json train cases"},
+    },
+}
+
+
+def close_ups(workdir: Path, source: str) -> tuple[Path, Path]:
+    """Each test photo and its mask cut to a square of CLOSE_UP_MARGIN x the tongue's extent (PNG, lossless)."""
+    photos, masks = workdir / f"closeup_photos_{source}", workdir / f"closeup_masks_{source}"
+    if masks.is_dir():
+        return photos, masks
+    photos.mkdir(exist_ok=True)
+    staging = masks.with_name(masks.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for gt in sorted((workdir / "fullres" / dataset_name(source) / "labelsTs").glob("*.png")):
+        mask = np.asarray(Image.open(gt)) > 0
+        photo = np.asarray(Image.open(workdir / f"test_photos_{source}" / f"{gt.stem}.jpg").convert("RGB"))
+        ys, xs = np.nonzero(mask)
+        side = int(round(CLOSE_UP_MARGIN * max(np.ptp(xs) + 1, np.ptp(ys) + 1)))
+        side = min(side, *mask.shape)
+        cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+        x0 = int(min(max(0, round(cx - side / 2)), mask.shape[1] - side))
+        y0 = int(min(max(0, round(cy - side / 2)), mask.shape[0] - side))
+        Image.fromarray(photo[y0:y0 + side, x0:x0 + side]).save(photos / f"{gt.stem}.png")
+        Image.fromarray((mask[y0:y0 + side, x0:x0 + side] * 255).astype(np.uint8)).save(staging / gt.name)
+    staging.rename(masks)
+    return photos, masks
+
+
+def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: list[str]) -> tuple[dict, Path]:
+    seg, report, log = workdir / f"segmented_{tag}", workdir / f"evaluation_{tag}", workdir / "benchmark.log"
+    if not (report / "summary.json").exists():
+        run(["nnunet-tongue", "segment", "-i", str(photos), "-o", str(seg), *model, "-device", "cpu",
+             "--overwrite", "--no-progress"], env, log)
+        run(["nnunet-tongue", "evaluate", "-p", str(seg / "masks"), "-g", str(truth), "-o", str(report),
+             "--images", str(photos), "--overwrite"], env, log)
+    summary = json.loads((report / "summary.json").read_text())
+    flags: dict[str, int] = {}
+    for line in (seg / "segment.jsonl").read_text().splitlines():
+        for flag in json.loads(line).get("flags", []):
+            flags[flag] = flags.get(flag, 0) + 1
+    return {"n_cases": summary["n_cases"], "metrics": summary["metrics"], "worst_cases": summary["worst_cases"][:5],
+            "flags": flags}, seg / "masks"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=32)
+    p.add_argument("--iterations", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=11)
+    p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset" / "cpu")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--score-only", action="store_true", help="score the bundled model as it is (no training)")
+    args = p.parse_args()
+    import torch
+
+    from nnunet_tongue.models.packed import pack
+    from nnunet_tongue.training.budget import budget_trainer_name
+
+    workdir = args.workdir
+    prepare(workdir, MAX_SIZE, args.data)
+    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
+    budgeted = budget_trainer_name(TRAINER, args.epochs, args.iterations, 3, batch_size=args.batch_size)
+    dataset = dataset_name("both")
+    model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
+    checkpoint = model / "fold_all" / "checkpoint_final.pth"
+    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu"
+    bundled = BUNDLED_ROOT / DEFAULT_MODEL
+    if not args.score_only:
+        if not checkpoint.exists():
+            log = workdir / f"train_{dataset}_{budgeted}_all.log"
+            finish(*start(command.split(), env, log), log)
+        logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
+        train_s = logging["epoch_end_timestamps"][-1] - logging["epoch_start_timestamps"][0]
+        extent = record_tongue_extent(model, workdir / "raw" / dataset)
+        card = dict(CARD, training={
+            "command": f"python benchmarks/bundled_model.py (runs: {command})", "trainer": budgeted,
+            "epochs": args.epochs, "iterations_per_epoch": args.iterations, "batch_size": args.batch_size,
+            "training_photos_max_size_px": MAX_SIZE, "train_wall_s": round(train_s),
+            "host": "2 CPU cores", "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()},
+            input_scale={"photos_downscaled_to_px": MAX_SIZE,
+                         "training_tongue_extent_px": extent})
+        staging = bundled.with_name(bundled.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=DEFAULT_MODEL))
+        shutil.rmtree(bundled, ignore_errors=True)
+        staging.rename(bundled)
+        print(f"packed {bundled} ({sum(f.stat().st_size for f in bundled.iterdir()) / 2**20:.1f} MB)")
+
+    results: dict = {"model": DEFAULT_MODEL, "date": date.today().isoformat(), "test": {}, "close_up": {},
+                     "float16_vs_float32": {}}
+    for source in SOURCES:
+        photos = workdir / f"test_photos_{source}"
+        truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
+        results["test"][source], half = score(workdir, env, f"bundled_{source}", photos, truth, [])
+        _, full = score(workdir, env, f"bundled_fp32_{source}", photos, truth, ["-m", str(model), "-f", "all"])
+        agreement = [dice(np.asarray(Image.open(a)) > 0, np.asarray(Image.open(full / a.name)) > 0)
+                     for a in sorted(half.glob("*.png"))]
+        results["float16_vs_float32"][source] = {"n": len(agreement), "min_dice": float(min(agreement)),
+                                                 "mean_dice": float(np.mean(agreement))}
+        crops, crop_truth = close_ups(workdir, source)
+        results["close_up"][source], _ = score(workdir, env, f"bundled_closeup_{source}", crops, crop_truth, [])
+        print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
+        sheet = workdir / f"evaluation_bundled_{source}" / "worst_cases.png"
+        if sheet.exists():
+            results["test"][source]["worst_cases_jpg"] = f"img/models/{docs_sheet(sheet, f'bundled_{source}', IMG)}"
+    card_file = bundled / "card.json"
+    card = json.loads(card_file.read_text())
+    card["figures"] = {"date": results["date"], "command": "python benchmarks/bundled_model.py",
+                       "test": {s: {"n_cases": r["n_cases"], "dice": r["metrics"]["dice"]}
+                                for s, r in results["test"].items()},
+                       "close_up_crops": {s: {"n_cases": r["n_cases"], "dice": r["metrics"]["dice"]}
+                                          for s, r in results["close_up"].items()}}
+    card_file.write_text(json.dumps(card, indent=2))
+    results["card"] = {k: card[k] for k in ("training", "weights")}
+    (RESULTS / "bundled_model.json").write_text(json.dumps(results, indent=1, default=float))
+    DOCS.write_text(_replace_table(DOCS.read_text(), markdown(results), "bundled-model-figures"))
+    print(f"wrote {RESULTS / 'bundled_model.json'} and the table in {DOCS}")
+    return 0
+
+
+def _row(name: str, scored: dict) -> str:
+    m = scored["metrics"]
+    flags = ", ".join(f"{k} {v}" for k, v in sorted(scored["flags"].items())) or "none"
+    return (f"| {name} | {scored['n_cases']} | {100 * m['dice']['mean']:.2f} ± {100 * m['dice']['sd']:.2f} | "
+            f"{100 * m['dice']['min']:.2f} | {100 * m['iou']['mean']:.2f} | {m['hd95']['mean']:.1f} | "
+            f"{m['assd']['mean']:.2f} | {flags} |")
+
+
+def markdown(results: dict) -> str:
+    lines = ["| test photos | n | Dice % (mean ± sd) | worst Dice % | IoU % | HD95 px | ASSD px | quality flags raised |",
+             "|---|---|---|---|---|---|---|---|"]
+    for source, name in (("biohit", "BioHit test"), ("ntust", "NTUST test")):
+        lines.append(_row(name, results["test"][source]))
+    for source, name in (("biohit", "BioHit test, close-up crops"), ("ntust", "NTUST test, close-up crops")):
+        lines.append(_row(name, results["close_up"][source]))
+    agreement = "; ".join(f"{s}: min {100 * a['min_dice']:.3f} %, mean {100 * a['mean_dice']:.3f} % over {a['n']} photos"
+                          for s, a in results["float16_vs_float32"].items())
+    lines += ["", f"float16 (shipped) vs float32 masks, Dice: {agreement}.", ""]
+    lines += [f"![worst {name}](" + results["test"][source]["worst_cases_jpg"] + ")"
+              for source, name in (("biohit", "BioHit test cases"), ("ntust", "NTUST test cases"))
+              if "worst_cases_jpg" in results["test"][source]]
+    lines += ["",
+              f"Measured {results['date']} with `python benchmarks/bundled_model.py` "
+              f"(training: {results['card']['training']['train_wall_s'] / 60:.0f} min on 2 CPU cores)."]
+    return "\n".join(lines)
+
+
+def _replace_table(page: str, table: str, block: str) -> str:
+    """``page`` with the text between ``<!-- block -->`` and ``<!-- /block -->`` replaced by ``table``."""
+    begin, end = f"<!-- {block} -->", f"<!-- /{block} -->"
+    if begin not in page:
+        raise SystemExit(f"{DOCS} has no {begin} ... {end} block for the table")
+    head, rest = page.split(begin, 1)
+    return f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}"
+
+
+if __name__ == "__main__":
+    started = time.time()
+    code = main()
+    print(f"done in {time.time() - started:.0f} s", file=sys.stderr)
+    sys.exit(code)

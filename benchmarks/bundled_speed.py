@@ -1,0 +1,94 @@
+"""Speed of the bundled model on CPU: time to the first mask from a cold command, then time per photo.
+
+    python benchmarks/bundled_speed.py [--runs 5] [-n 20] [--threads 2]
+
+1. **First mask**: ``nnunet-tongue segment -i <one BioHit test photo> -o <tmp>`` run ``--runs`` times as a new
+   process (bundled model, default settings): wall time from start to exit, i.e. Python start, imports, model
+   load (hash check included), one photo segmented and its mask, cut-out, overlay and JSON line written.
+2. **Per photo**: one process segments the first ``-n`` BioHit test photos (768x576) after one warm-up photo
+   through :func:`segment_photos`, as the command does; the mean wall time per photo, everything included.
+
+Writes ``benchmarks/results/bundled_speed.json`` and the table in ``docs/models.md``. Wall times depend on what
+else runs: the machine's load average is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from biohit_benchmark import BIN, BIOHIT as DATA, RESULTS, REPO
+from bundled_model import _replace_table
+from segment_speed import biohit_photos
+
+DOCS = REPO / "docs" / "models.md"
+
+
+def first_mask_seconds(photo: Path, runs: int, env: dict) -> list[float]:
+    seconds = []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            subprocess.run([str(BIN / "nnunet-tongue"), "segment", "-i", str(photo), "-o", tmp, "--no-progress",
+                            "-device", "cpu"], env=env, check=True, capture_output=True)
+            seconds.append(time.perf_counter() - started)
+            if not (Path(tmp) / "masks" / f"{photo.stem}.png").is_file():
+                raise SystemExit(f"no mask written for {photo}")
+    return seconds
+
+
+def per_photo_seconds(photos: list[Path]) -> list[float]:
+    from nnunet_tongue.inference.segment import segment_photos
+    from nnunet_tongue.inference.segmenter import TongueSegmenter
+    from nnunet_tongue.models.store import find_model
+
+    segmenter = TongueSegmenter(find_model(), device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        segment_photos(photos[:1], Path(tmp) / "warmup", segmenter, progress=False)
+        report = segment_photos(photos, Path(tmp) / "run", segmenter, progress=False)
+    return [r["seconds"] for r in report.records]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("-n", "--photos", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (OMP_NUM_THREADS and torch; default 2)")
+    p.add_argument("--data", type=Path, default=DATA)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    photos = biohit_photos(args.data, args.photos)
+    cold = first_mask_seconds(photos[0], args.runs, env)
+    load_cold = os.getloadavg()[0]
+    warm = per_photo_seconds(photos)
+    results = {"date": date.today().isoformat(), "threads": args.threads, "cpu_count": os.cpu_count(),
+               "first_mask_s": cold, "per_photo_s": warm, "photo_size": "768x576",
+               "load_avg_1min": [round(load_cold, 2), round(os.getloadavg()[0], 2)]}
+    (RESULTS / "bundled_speed.json").write_text(json.dumps(results, indent=1))
+    table = "\n".join([
+        "| measure | runs | median s | min s | max s |", "|---|---|---|---|---|",
+        f"| first mask: `nnunet-tongue segment` on one 768x576 photo, from start to exit | {len(cold)} | "
+        f"{statistics.median(cold):.2f} | {min(cold):.2f} | {max(cold):.2f} |",
+        f"| then per 768x576 photo, everything included (decode, 1-2 passes, 4 outputs written) | {len(warm)} | "
+        f"{statistics.median(warm):.3f} | {min(warm):.3f} | {max(warm):.3f} |",
+        "", f"{args.threads} threads on a {os.cpu_count()}-core x86-64 machine (1-min load average "
+            f"{load_cold:.1f} after the cold runs, {os.getloadavg()[0]:.1f} after the timed photos); measured "
+            f"{results['date']} with `python benchmarks/bundled_speed.py --runs {args.runs} -n {args.photos}`."])
+    DOCS.write_text(_replace_table(DOCS.read_text(), table, "speed-figures"))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
