@@ -80,7 +80,7 @@ def segment_batch(files: list[str] | None, model_folder: str, state: dict | None
     """The *Segment* button: uploaded files -> (state, gallery, table, zip, photo, overlay, mask, cut-out, message)."""
     import gradio as gr
 
-    from nnunet_tongue.inference.segment import segment_photos
+    from nnunet_tongue.inference.segment import OutputFullError, segment_photos
 
     if not files:
         raise gr.Error("Drop one or more photos first (JPEG, PNG, BMP, TIFF or WebP).")
@@ -100,7 +100,7 @@ def segment_batch(files: list[str] | None, model_folder: str, state: dict | None
         with models.lock:
             segmenter = models.get((model_folder or "").strip() or DEFAULT_MODEL)
             report = segment_photos([photos], out, segmenter, progress=True)
-    except (ModelError, ValueError, FileNotFoundError) as error:
+    except (ModelError, ValueError, FileNotFoundError, OutputFullError) as error:
         raise gr.Error(str(error)) from None
     archive = shutil.make_archive(str(run / "tongue_segmentation"), "zip", out)
     records = [*report.records, *({"name": Path(f.photo).stem, "status": "failed", "error": f.error}

@@ -213,3 +213,72 @@ def test_ctrl_c_while_a_command_is_still_importing_prints_one_line_not_a_traceba
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 96-KiB file system (tmpfs), made bigger by ``grow()``; skips where mounting is not allowed."""
+    import os
+    import shutil
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small file system needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=16m", str(folder)], check=True)
+
+    yield folder, grow
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_batch_keeps_whole_outputs_and_the_same_command_finishes(trained_tongue_model,
+                                                                                       photo_folder, small_disk):
+    disk, grow = small_disk
+    out = disk / "out"
+    proc = start_segment(trained_tongue_model, photo_folder, out)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    assert "No space left on device" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    done = assert_whole_outputs(out)
+    assert 0 < len(done) < N_PHOTOS
+    assert not (out / "segment.jsonl").exists()  # no finished-looking JSONL
+    grow()
+    proc = start_segment(trained_tongue_model, photo_folder, out)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert assert_whole_outputs(out) == {f"p{i:02d}" for i in range(N_PHOTOS)}
+    records = [json.loads(line) for line in (out / "segment.jsonl").read_text().splitlines()]
+    assert len(records) == N_PHOTOS and all(r["status"] == "ok" for r in records)
+
+
+def test_a_disk_filling_up_at_the_jsonl_line_leaves_no_unlisted_outputs(trained_tongue_model, photo_folder, tmp_path,
+                                                                        monkeypatch):
+    import errno
+
+    from nnunet_tongue.inference import segment
+    from nnunet_tongue.inference.segment import OutputFullError
+
+    real, calls = segment._write_line, []
+
+    def fills_up(file, line):
+        calls.append(line)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(file, line)
+
+    monkeypatch.setattr(segment, "_write_line", fills_up)
+    segmenter = TongueSegmenter(trained_tongue_model.model_folder, device="cpu")
+    photos = sorted(photo_folder.glob("*.jpg"))[:5]
+    with pytest.raises(OutputFullError, match="stopped after 2 photo"):
+        segment_photos(photos, tmp_path / "out", segmenter, progress=False)
+    assert assert_whole_outputs(tmp_path / "out") == {"p00", "p01"}  # p02's outputs went with its line
+    monkeypatch.undo()
+    report = segment_photos(photos, tmp_path / "out", segmenter, progress=False)  # no --overwrite needed
+    assert len(report.records) == 5

@@ -25,6 +25,7 @@ Python: :func:`segment_photos` (one call for a batch) and
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -55,7 +56,7 @@ from nnunet_tongue.interrupts import exit_status, sigterm_as_interrupt
 from nnunet_tongue.models.store import find_model
 from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 
-__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "OutputFolderError", "TongueSegmenter",
+__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "OutputFolderError", "OutputFullError", "TongueSegmenter",
            "main"]
 
 JSONL_NAME = "segment.jsonl"
@@ -67,6 +68,21 @@ CUTOUT_PNG_COMPRESS_LEVEL = 3
 
 class OutputFolderError(ValueError):
     """The output folder cannot be used (a file, not writable)."""
+
+
+class OutputFullError(OSError):
+    """The output disk filled up (or became read-only) during the run: the batch stops; what was done is kept
+    whole and the same command finishes the job (:attr:`done`: photos finished before)."""
+
+    def __init__(self, output_dir: Path, error: OSError, done: int):
+        self.done = done
+        super().__init__(error.errno, f"{error.strerror} while writing to {output_dir}: stopped after {done} "
+                                      "photo(s), each with all its outputs. Free space (or make the folder writable) "
+                                      "and run the same command again: it finishes the unfinished photos")
+
+
+#: errors of the output's file system that no later photo can escape: stop instead of failing every photo
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 class OutputExistsError(FileExistsError):
@@ -182,6 +198,13 @@ def _write_all(images: dict[Path, tuple]) -> None:
             temporary.unlink(missing_ok=True)
 
 
+def _write_line(file, line: str) -> None:
+    """Write all of ``line`` to an unbuffered binary file (a raw write may write only part of it)."""
+    data = memoryview(line.encode("utf-8"))
+    while data:
+        data = data[file.write(data):]
+
+
 def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Path], output_dir: Path) -> dict:
     t0 = time.perf_counter()
     image, orientation = load_photo(photo)
@@ -226,6 +249,8 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
     are found or two share a name, :class:`OutputExistsError` when outputs exist and ``overwrite`` is False,
     :class:`~nnunet_tongue.inference.segmenter.ModelError` for an unusable model. Photos that fail are in
     ``report.failures`` (and in the JSONL with ``"status": "failed"``); nothing is raised for them.
+    A full or read-only output disk stops the batch with :class:`OutputFullError` (the photos done are kept
+    whole; the same call finishes the job later).
     """
     from tqdm import tqdm
 
@@ -260,7 +285,8 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
             path.unlink(missing_ok=True)
     report = SegmentReport(output_dir=output_dir, jsonl=jsonl, model=segmenter.describe())
     warned_size = False
-    with open(partial, "w", encoding="utf-8") as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
+    # unbuffered: a line is on disk once written, and closing has nothing left to fail on
+    with open(partial, "wb", buffering=0) as lines, tqdm(photos, desc="segment", unit="photo", file=sys.stderr,
                                                                disable=not progress, dynamic_ncols=True) as bar:
         for photo in bar:
             try:
@@ -268,13 +294,27 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
                     warned_size = _warn_if_huge(photo, bar)
                 record = _segment_one(segmenter, photo, plan[photo], output_dir)
                 report.records.append(record)
+            except OSError as e:
+                if e.errno in _OUTPUT_FULL:  # the JSONL stays .partial: the next run redoes this photo
+                    raise OutputFullError(output_dir, e, len(report.records)) from None
+                message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
+                report.failures.append(Failure(str(photo), message))
+                record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}
+                bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
             except Exception as e:  # one bad photo must not stop the batch; MemoryError included
                 message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
                 report.failures.append(Failure(str(photo), message))
                 record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}
                 bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
-            lines.write(json.dumps(record) + "\n")
-            lines.flush()
+            try:
+                _write_line(lines, json.dumps(record) + "\n")
+            except OSError as e:
+                if e.errno not in _OUTPUT_FULL:
+                    raise
+                if record["status"] == "ok":  # outputs the JSONL does not list would block the next run
+                    for path in plan[photo].values():
+                        path.unlink(missing_ok=True)
+                raise OutputFullError(output_dir, e, len(report.records) - (record["status"] == "ok")) from None
     os.replace(partial, jsonl)
     report.seconds = time.perf_counter() - start
     return report
@@ -392,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
                                     progress=not args.no_progress, jsonl_name=args.jsonl)
     except (ModelError, FileNotFoundError, FileExistsError, ValueError) as e:
         return fail(str(e))
+    except OutputFullError as full:
+        print(f"{parser.prog}: {full.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         print(f"{parser.prog}: interrupted; the photos done so far are in {args.output}, each with all its outputs. "
               "Run the same command again to finish (it redoes the interrupted run's photos)", file=sys.stderr)
