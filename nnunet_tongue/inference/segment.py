@@ -342,10 +342,10 @@ def _warn_if_huge(photo: Path, bar) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet-tongue segment",
-        description="Segment the tongue in photos (with the bundled model unless -m or -d names another). Per\n"
-                    "photo: a 0/255 mask PNG at\n"
-                    "the photo's displayed size (masks/), an RGBA cut-out (cutouts/), an overlay (overlays/) and a\n"
-                    "line in segment.jsonl (area, bounding box, mean colour). See docs/inference.md.",
+        description="Segment the tongue in photos (with the bundled model unless -m or -d names another).\n"
+                    "Per photo: a 0/255 mask PNG at the photo's displayed size (masks/), an RGBA cut-out\n"
+                    "(cutouts/), an overlay with quality flags (overlays/) and a line in segment.jsonl (area,\n"
+                    "bounding box, mean colour, flags). See docs/inference.md and docs/models.md.",
         epilog="examples:\n"
                "  nnunet-tongue segment -i photos/ -o out/                   # the bundled model\n"
                "  nnunet-tongue segment -i photos/ -o out/ -m my-model       # a model from `nnunet-tongue models`\n"
