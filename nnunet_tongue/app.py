@@ -48,9 +48,8 @@ class Models:
     def get(self, model: str):
         """The model named ``model`` (see ``nnunet-tongue models``) or in folder ``model``, loaded once."""
         from nnunet_tongue.inference.segmenter import TongueSegmenter
-        from nnunet_tongue.models.store import find_model
 
-        key = str(find_model(str(Path(model).expanduser()) if "/" in model else model).resolve())
+        key = str(find_model(os.path.expanduser(model)).resolve())
         if key not in self._loaded:
             self._loaded[key] = TongueSegmenter(key, device=self.device)
         return self._loaded[key]

@@ -52,6 +52,16 @@ def wait_for_first_line(proc: subprocess.Popen, partial: Path, timeout: float = 
         time.sleep(0.05)
 
 
+def assert_the_same_command_finishes(model, photos: Path, out: Path) -> None:
+    """Run the same segment command again: exit 0, every photo done, a finished JSONL listing them all."""
+    again = start_segment(model, photos, out)
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr
+    assert assert_whole_outputs(out) == {f"p{i:02d}" for i in range(N_PHOTOS)}
+    records = [json.loads(line) for line in (out / "segment.jsonl").read_text().splitlines()]
+    assert len(records) == N_PHOTOS and all(r["status"] == "ok" for r in records)
+
+
 def assert_whole_outputs(out: Path) -> set[str]:
     """Every photo has all three outputs or none; no temporary file is left. Returns the names done."""
     done = [{p.stem for p in (out / folder).glob(f"*{suffix}")} for folder, suffix in OUTPUT_KINDS.values()]
@@ -77,12 +87,7 @@ def test_segment_interrupted_anywhere_leaves_whole_outputs_and_the_same_command_
         assert not (out / "segment.jsonl").exists(), "an interrupted run must not look finished"
     assert_whole_outputs(out)
 
-    again = start_segment(trained_tongue_model, photo_folder, out)
-    _, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
-    assert assert_whole_outputs(out) == {f"p{i:02d}" for i in range(N_PHOTOS)}
-    records = [json.loads(line) for line in (out / "segment.jsonl").read_text().splitlines()]
-    assert len(records) == N_PHOTOS and all(r["status"] == "ok" for r in records)
+    assert_the_same_command_finishes(trained_tongue_model, photo_folder, out)
 
 
 def test_photo_failing_mid_batch_leaves_no_output_of_its_own(trained_tongue_model, photo_folder, tmp_path):
@@ -250,12 +255,7 @@ def test_a_full_disk_stops_the_batch_keeps_whole_outputs_and_the_same_command_fi
     assert 0 < len(done) < N_PHOTOS
     assert not (out / "segment.jsonl").exists()  # no finished-looking JSONL
     grow()
-    proc = start_segment(trained_tongue_model, photo_folder, out)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    assert assert_whole_outputs(out) == {f"p{i:02d}" for i in range(N_PHOTOS)}
-    records = [json.loads(line) for line in (out / "segment.jsonl").read_text().splitlines()]
-    assert len(records) == N_PHOTOS and all(r["status"] == "ok" for r in records)
+    assert_the_same_command_finishes(trained_tongue_model, photo_folder, out)
 
 
 def test_a_disk_filling_up_at_the_jsonl_line_leaves_no_unlisted_outputs(trained_tongue_model, photo_folder, tmp_path,

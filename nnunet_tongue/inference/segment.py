@@ -294,14 +294,9 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
                     warned_size = _warn_if_huge(photo, bar)
                 record = _segment_one(segmenter, photo, plan[photo], output_dir)
                 report.records.append(record)
-            except OSError as e:
-                if e.errno in _OUTPUT_FULL:  # the JSONL stays .partial: the next run redoes this photo
-                    raise OutputFullError(output_dir, e, len(report.records)) from None
-                message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
-                report.failures.append(Failure(str(photo), message))
-                record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}
-                bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
             except Exception as e:  # one bad photo must not stop the batch; MemoryError included
+                if isinstance(e, OSError) and e.errno in _OUTPUT_FULL:  # but no photo can be written now; the
+                    raise OutputFullError(output_dir, e, len(report.records)) from None  # JSONL stays .partial
                 message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
                 report.failures.append(Failure(str(photo), message))
                 record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}

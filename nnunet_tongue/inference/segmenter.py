@@ -215,8 +215,8 @@ class TongueSegmenter:
             if missing:
                 raise ModelError(f"{self.packed.name} has no fold {', '.join(map(str, missing))}; it has "
                                  f"{', '.join(map(str, self.packed.folds))}")
-        missing = [] if self.packed else [f for f in self.folds
-                                          if not (self.model_folder / f"fold_{f}" / checkpoint).is_file()]
+        else:
+            missing = [f for f in self.folds if not (self.model_folder / f"fold_{f}" / checkpoint).is_file()]
         if not self.folds or missing:
             present = sorted(str(p.relative_to(self.model_folder)) for p in self.model_folder.glob("fold_*/*.pth"))
             what = f"fold(s) {', '.join(map(str, missing))}" if missing else "any fold"
@@ -251,17 +251,8 @@ class TongueSegmenter:
                                     allow_tqdm=False)
         if self.packed is None:
             predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, self.checkpoint)
-            return predictor
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-        network = self.packed.build_network()
-        parameters = [self.packed.weights(fold) for fold in self.folds]
-        network.load_state_dict(parameters[0])
-        plans_manager = PlansManager(self.packed.plans)
-        predictor.manual_initialization(network, plans_manager,
-                                        plans_manager.get_configuration(self.packed.card["configuration"]),
-                                        parameters, self.packed.dataset_json, self.packed.trainer,
-                                        self.packed.mirroring_axes)
+        else:
+            self.packed.initialize(predictor, self.folds)
         return predictor
 
     def describe(self) -> dict:

@@ -140,14 +140,30 @@ class PackedModel:
 
     def build_network(self) -> torch.nn.Module:
         """The network, built by the trainer from the plans as nnU-Net does at inference (no weights)."""
-        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        plans_manager = PlansManager(self.plans)
+        return self._build_network(PlansManager(self.plans))
+
+    def _build_network(self, plans_manager) -> torch.nn.Module:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
         configuration = plans_manager.get_configuration(self.card["configuration"])
         return trainer_class(self.trainer).build_network_architecture(
             plans_manager, configuration, determine_num_input_channels(plans_manager, configuration, self.dataset_json),
             plans_manager.get_label_manager(self.dataset_json).num_segmentation_heads, enable_deep_supervision=False)
+
+    def initialize(self, predictor, folds: list[int | str]) -> None:
+        """Set up nnU-Net's ``nnUNetPredictor`` with these folds' weights, as
+        ``initialize_from_trained_model_folder`` does for a model folder (checked weights, no pickle)."""
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        plans_manager = PlansManager(self.plans)
+        network = self._build_network(plans_manager)
+        parameters = [self.weights(fold) for fold in folds]
+        network.load_state_dict(parameters[0])
+        predictor.manual_initialization(network, plans_manager,
+                                        plans_manager.get_configuration(self.card["configuration"]), parameters,
+                                        self.dataset_json, self.trainer, self.mirroring_axes)
 
     @property
     def mirroring_axes(self) -> tuple[int, ...] | None:
