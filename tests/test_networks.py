@@ -35,14 +35,18 @@ def test_tunet_output_has_input_size_for_square_and_non_square_patches(patch):
     assert net(torch.randn(2, 3, *patch)).shape == (2, 2, *patch)
 
 
-def test_tunet_uses_16_pixel_patches_and_six_8_head_elu_layers_by_default():
+def test_tunet_uses_16_pixel_patches_and_six_8_head_elu_layers_by_default(monkeypatch):
     net = tunet()
     assert net.patch_size == (16, 16)
     assert len(net.transformer.blocks) == 6
     block = net.transformer.blocks[0]
     assert block.attn.num_heads == 8
     assert isinstance(block.mlp.act, nn.ELU)
-    assert block.attn.fused_attn, "attention should go through scaled_dot_product_attention"
+    calls = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    net(torch.randn(1, 3, 64, 64))
+    assert len(calls) == 6, "attention should go through scaled_dot_product_attention, once per block"
 
 
 def test_tunet_deep_supervision_outputs_match_trainer_scales():

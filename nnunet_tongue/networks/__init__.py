@@ -1,6 +1,6 @@
 """Networks: residual U-Net (DNA's ``ResidualUNet``), :class:`FabiansUNet` and :class:`TransformerUNet`.
 
-Importing this package is heavy (torch, timm); :mod:`nnunet_tongue` itself stays light.
+Importing this package is heavy (torch); :mod:`nnunet_tongue` itself stays light.
 """
 
 from nnunet_tongue.networks.fabians_unet import FabiansUNet

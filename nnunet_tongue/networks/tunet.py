@@ -25,9 +25,8 @@ from dynamic_network_architectures.building_blocks.helper import convert_conv_op
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
-from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
-from timm.models.vision_transformer import Block
 from torch import nn
+from torch.nn.init import trunc_normal_
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.dropout import _DropoutNd
 
@@ -39,6 +38,91 @@ def _per_stage(value, n: int) -> list:
 def cumulative_strides(strides: Sequence) -> np.ndarray:
     """Per stage, the total stride from the input (rows: stages, columns: axes), e.g. 1, 2, 4, 8, 16."""
     return np.cumprod(np.array([np.atleast_1d(s) for s in strides]), axis=0)
+
+
+class PatchEmbedding(nn.Module):
+    """Image -> tokens: a convolution with kernel = stride = the patch size, flattened to (B, tokens, dim)."""
+
+    def __init__(self, input_channels: int, patch_size: Sequence[int], embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(input_channels, embed_dim, kernel_size=tuple(patch_size), stride=tuple(patch_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: one qkv projection, fused ``scaled_dot_product_attention``, output projection."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Mlp(nn.Module):
+    """Two linear layers with a non-linearity between them."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: Type[nn.Module] = nn.ELU):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, drop a sample's residual branch with probability ``p`` (kept ones scaled)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm transformer block: x + attention(norm(x)), then x + MLP(norm(x)).
+
+    Parameter names are timm's ``Block`` (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``,
+    ``mlp.fc2``), which the T-Unet used up to version 0.2, so models trained then load unchanged."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 act_layer: Type[nn.Module] = nn.ELU):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer)
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+def resample_position_embedding(pos_embed: torch.Tensor, grid: Sequence[int], old_grid: Sequence[int]) -> torch.Tensor:
+    """A (1, tokens, dim) position embedding learnt on ``old_grid`` resampled to ``grid`` (bicubic, antialiased)."""
+    dim = pos_embed.shape[-1]
+    image = pos_embed.float().reshape(1, *old_grid, dim).permute(0, 3, 1, 2)
+    image = F.interpolate(image, size=tuple(grid), mode="bicubic", antialias=True)
+    return image.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
 
 
 class PatchTransformer(nn.Module):
@@ -56,14 +140,12 @@ class PatchTransformer(nn.Module):
         self.pos_embed_grid = tuple(int(g) for g in pos_embed_grid)
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
-        self.patch_embed = PatchEmbed(img_size=None, patch_size=self.patch_size, in_chans=input_channels,
-                                      embed_dim=embed_dim, strict_img_size=False)
+        self.patch_embed = PatchEmbedding(input_channels, self.patch_size, embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, int(np.prod(self.pos_embed_grid)), embed_dim))
         trunc_normal_(self.pos_embed, std=0.02)
         drop_path = np.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.Sequential(*[
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=drop_path[i],
-                  act_layer=nn.ELU, norm_layer=nn.LayerNorm)
+            TransformerBlock(embed_dim, num_heads, mlp_ratio, drop_path=drop_path[i], act_layer=nn.ELU)
             for i in range(depth)
         ])
         self.norm = nn.LayerNorm(embed_dim)
@@ -82,7 +164,7 @@ class PatchTransformer(nn.Module):
     def position_embedding(self, grid: tuple[int, ...]) -> torch.Tensor:
         if grid == self.pos_embed_grid:
             return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.pos_embed_grid), num_prefix_tokens=0)
+        return resample_position_embedding(self.pos_embed, grid, self.pos_embed_grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid = self.grid_size(x.shape[2:])
@@ -205,7 +287,7 @@ class TransformerUNet(nn.Module):
         if n_stages < 1:
             raise ValueError("T-Unet needs at least one CNN encoder stage (n_stages >= 1)")
         if convert_conv_op_to_dim(conv_op) != 2:
-            raise ValueError("T-Unet is 2d only (timm's patch embedding is 2d): use the 2d configuration")
+            raise ValueError("T-Unet is 2d only (its patch embedding is 2d): use the 2d configuration")
         stride_list = [maybe_convert_scalar_to_list(conv_op, s) for s in _per_stage(strides, n_stages)]
         token = [int(t) for t in maybe_convert_scalar_to_list(conv_op, token_size)]
         deepest_skip = [int(s) for s in cumulative_strides(stride_list)[-1]]
