@@ -1,9 +1,10 @@
 """A trained nnU-Net tongue model, loaded once, segmenting in-memory photos.
 
-:class:`TongueSegmenter` holds stock nnU-Net's :class:`~nnunetv2.inference.predict_from_raw_data.nnUNetPredictor`
-and feeds it an image array exactly as nnU-Net's ``NaturalImage2DIO`` reads a training PNG
-(channel-first ``(C, 1, H, W)`` float32, spacing ``(999, 1, 1)``); nnU-Net's own preprocessing
-(normalisation, sliding window, resampling back) does the rest. No temporary files.
+:class:`TongueSegmenter` feeds the model an image array exactly as nnU-Net's ``NaturalImage2DIO`` reads a
+training PNG and runs nnU-Net's prediction on it (normalisation, Gaussian sliding window, fold averaging):
+through :class:`~nnunet_tongue.inference.predictor.PhotoPredictor`, which reproduces it for 2D photo plans
+without importing nnU-Net's predictor, or nnU-Net's own ``nnUNetPredictor`` for any other plans. A packed
+model is loaded without nnU-Net; an nnU-Net model folder is loaded by nnU-Net. No temporary files.
 
 Scale. nnU-Net sees pixels, not centimetres: a model trained on photos whose longest side was
 downscaled to N pixels at conversion (``nnunet_tongue_conversion.max_size`` in the model's
@@ -31,6 +32,7 @@ from nnunet_tongue.conversion import training_max_size as conversion_max_size
 from nnunet_tongue.conversion import training_tongue_extent
 from nnunet_tongue.inference.outputs import bounding_box
 from nnunet_tongue.inference.postprocess import largest_component, postprocess_mask
+from nnunet_tongue.inference.predictor import PhotoPredictor, configuration, supported
 from nnunet_tongue.models.packed import ModelError, PackedModel, is_packed
 from nnunet_tongue.photos import resize_photo, scaled_size
 
@@ -156,6 +158,24 @@ def as_model_channels(image: np.ndarray, channels: int = 3) -> np.ndarray:
     raise ValueError(f"models with {channels} input channels are not supported (1 = greyscale, 3 = RGB)")
 
 
+class StockPredictor:
+    """nnU-Net's own ``nnUNetPredictor`` behind :class:`PhotoPredictor`'s interface, for plans that
+    :class:`PhotoPredictor` does not cover (see :func:`~nnunet_tongue.inference.predictor.supported`)."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.network = predictor.network
+        self.has_regions = predictor.label_manager.has_regions
+        self.patch_size = tuple(predictor.configuration_manager.patch_size)
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities (K x H x W) for C x H x W pixel values, read as NaturalImage2DIO reads a PNG."""
+        data = image[:, None].astype(np.float32)  # (C, 1, H, W), spacing (999, 1, 1)
+        _, probabilities = self.predictor.predict_single_npy_array(data, {"spacing": list(NATURAL_IMAGE_SPACING)},
+                                                                   None, None, True)
+        return np.asarray(probabilities, dtype=np.float32)[:, 0]
+
+
 @dataclass
 class Prediction:
     """Tongue probability and mask at the photo's size, and the size the network actually saw."""
@@ -186,13 +206,15 @@ class TongueSegmenter:
                  mirroring: bool = False, postprocess: bool = DEFAULT_POSTPROCESS,
                  tile_step_size: float = DEFAULT_TILE_STEP_SIZE, max_size: int | str | None = "model",
                  rescale: bool = DEFAULT_RESCALE, verbose: bool = False):
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
         self.model_folder = Path(model_folder)
         if not self.model_folder.is_dir():
             raise ModelError(f"model folder not found: {self.model_folder}")
-        plans = read_model_json(self.model_folder, "plans.json")
-        dataset_json = read_model_json(self.model_folder, "dataset.json")
+        self.packed = PackedModel.open(self.model_folder) if is_packed(self.model_folder) else None
+        if self.packed:
+            plans, dataset_json = self.packed.plans, self.packed.dataset_json
+        else:
+            plans = read_model_json(self.model_folder, "plans.json")
+            dataset_json = read_model_json(self.model_folder, "dataset.json")
         reader = plans.get("image_reader_writer", "NaturalImage2DIO")
         if reader != "NaturalImage2DIO":
             raise ModelError(f"{self.model_folder} was trained on images read by {reader}; segment feeds photos "
@@ -203,7 +225,6 @@ class TongueSegmenter:
                              "greyscale (1) models")
 
         self.checkpoint = checkpoint
-        self.packed = PackedModel.open(self.model_folder) if is_packed(self.model_folder) else None
         if folds is None or len(folds) == 0:
             folds = self.packed.folds if self.packed else detect_folds(self.model_folder, checkpoint)
         try:
@@ -224,12 +245,11 @@ class TongueSegmenter:
                              f"{', '.join(present) or 'none'}")
 
         self.device = resolve_device(device)
-        _find_budget_trainers(self.model_folder.name.split("__")[0])
         self.mirroring = bool(mirroring)
         self.postprocess = bool(postprocess)
         self.tile_step_size = float(tile_step_size)
         if max_size == "model":
-            self.max_size = training_max_size(self.model_folder)
+            self.max_size = conversion_max_size(dataset_json)
         else:
             self.max_size = int(max_size) if max_size else None
         self.tongue_extent = training_tongue_extent(dataset_json)
@@ -237,23 +257,35 @@ class TongueSegmenter:
         # nnU-Net narrates loading on stdout (device remark, trainer search); keep it for --verbose only
         chatter = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
         with chatter:
-            self.predictor = self._load_predictor(nnUNetPredictor, verbose)
-        if len(self.predictor.configuration_manager.patch_size) != 2:
+            if self.packed and supported(plans, configuration(plans, self.packed.card["configuration"])) is None:
+                self.predictor = self.packed.predictor(self.folds, use_mirroring=self.mirroring,
+                                                       tile_step_size=self.tile_step_size, device=self.device)
+                self.trainer_name = self.packed.trainer
+            else:
+                self.predictor = self._stock_predictor(verbose)
+        if len(self.predictor.patch_size) != 2:
             raise ModelError(f"{self.model_folder} is a 3D configuration; photos need a 2D model")
-        self.trainer_name = self.predictor.trainer_name
-        self.label_manager = self.predictor.label_manager
 
-    def _load_predictor(self, predictor_class, verbose: bool):
-        predictor = predictor_class(tile_step_size=self.tile_step_size, use_gaussian=True,
-                                    use_mirroring=self.mirroring,
-                                    perform_everything_on_device=self.device.type == "cuda",
-                                    device=self.device, verbose=verbose, verbose_preprocessing=verbose,
-                                    allow_tqdm=False)
+    def _stock_predictor(self, verbose: bool) -> PhotoPredictor | StockPredictor:
+        """The model loaded by nnU-Net's own predictor; its network and weights then run in a
+        :class:`PhotoPredictor` when its plans are ones that covers."""
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        predictor = nnUNetPredictor(tile_step_size=self.tile_step_size, use_gaussian=True,
+                                    use_mirroring=self.mirroring, perform_everything_on_device=self.device.type == "cuda",
+                                    device=self.device, verbose=verbose, verbose_preprocessing=verbose, allow_tqdm=False)
         if self.packed is None:
+            _find_budget_trainers(self.model_folder.name.split("__")[0])
             predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, self.checkpoint)
         else:
             self.packed.initialize(predictor, self.folds)
-        return predictor
+        self.trainer_name = predictor.trainer_name
+        if supported(predictor.plans_manager.plans, predictor.configuration_manager.configuration) is not None:
+            return StockPredictor(predictor)
+        return PhotoPredictor(predictor.network, predictor.list_of_parameters,
+                              predictor.configuration_manager.configuration, predictor.dataset_json,
+                              mirror_axes=predictor.allowed_mirroring_axes, use_mirroring=self.mirroring,
+                              tile_step_size=self.tile_step_size, device=self.device)
 
     def describe(self) -> dict:
         """What is loaded, for logs and reports."""
@@ -262,24 +294,16 @@ class TongueSegmenter:
                 "checkpoint": self.checkpoint, "device": str(self.device), "mirroring": self.mirroring,
                 "postprocess": self.postprocess, "tile_step_size": self.tile_step_size, "max_size": self.max_size,
                 "rescale": self.rescale, "training_tongue_extent_px": self.tongue_extent,
-                "patch_size": list(self.predictor.configuration_manager.patch_size)}
-
-    def _foreground_probability(self, probabilities: np.ndarray) -> np.ndarray:
-        """nnU-Net class probabilities (C, 1, h, w) -> probability that a pixel is tongue (any foreground label)."""
-        probabilities = np.asarray(probabilities, dtype=np.float32)[:, 0]
-        if self.label_manager.has_regions:
-            return probabilities.max(0)
-        return 1.0 - probabilities[0]  # channel 0 is background
+                "patch_size": list(self.predictor.patch_size)}
 
     def _probability(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Tongue probability at ``image``'s size, the network fed ``image`` resized to ``size`` (w, h)."""
         height, width = image.shape[:2]
         small = image if size == (width, height) else resize_photo(image, size)  # the converter's filter
-        # exactly what NaturalImage2DIO.read_images returns for a PNG: (C, 1, H, W) float32, spacing (999, 1, 1)
-        data = (small.transpose(2, 0, 1)[:, None] if small.ndim == 3 else small[None, None]).astype(np.float32)
-        _, probabilities = self.predictor.predict_single_npy_array(
-            data, {"spacing": list(NATURAL_IMAGE_SPACING)}, None, None, True)
-        probability = self._foreground_probability(probabilities)
+        # channel-first pixel values, as NaturalImage2DIO reads a training PNG
+        probabilities = self.predictor.probabilities(small.transpose(2, 0, 1) if small.ndim == 3 else small[None])
+        # any foreground label or region is tongue; channel 0 is background unless the model predicts regions
+        probability = probabilities.max(0) if self.predictor.has_regions else 1.0 - probabilities[0]
         del probabilities
         if size != (width, height):
             small_probability = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32))  # mode "F"

@@ -30,6 +30,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from nnunet_tongue.inference.predictor import PhotoPredictor
+
 CARD = "card.json"
 #: card format; a card with a newer format is refused with an upgrade hint
 CARD_FORMAT = 1
@@ -139,10 +141,28 @@ class PackedModel:
         return weights
 
     def build_network(self) -> torch.nn.Module:
-        """The network, built by the trainer from the plans as nnU-Net does at inference (no weights)."""
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+        """The network, built from the plans as the trainer builds it at inference (no weights): directly from
+        the plans' architecture entry when the card says the trainer builds exactly that (``network_from_plans``,
+        the plug-in trainers), else by the trainer's ``build_network_architecture``."""
+        from nnunet_tongue.inference.predictor import configuration, num_segmentation_heads
 
-        return self._build_network(PlansManager(self.plans))
+        if not self.card.get("network_from_plans"):
+            from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+            return self._build_network(PlansManager(self.plans))
+        from nnunet_tongue.networks.from_plans import build_from_architecture
+
+        return build_from_architecture(configuration(self.plans, self.card["configuration"])["architecture"],
+                                       len(self.dataset_json["channel_names"]), num_segmentation_heads(self.dataset_json))
+
+    def predictor(self, folds: list[int | str], **options) -> PhotoPredictor:
+        """A :class:`~nnunet_tongue.inference.predictor.PhotoPredictor` with these folds' weights (checked);
+        ``options``: its keyword arguments (``use_mirroring``, ``tile_step_size``, ``device``)."""
+        from nnunet_tongue.inference.predictor import PhotoPredictor, configuration
+
+        return PhotoPredictor(self.build_network(), [self.weights(fold) for fold in folds],
+                              configuration(self.plans, self.card["configuration"]), self.dataset_json,
+                              mirror_axes=self.mirroring_axes, **options)
 
     def _build_network(self, plans_manager) -> torch.nn.Module:
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -218,6 +238,17 @@ def _publish(staging: Path, target: Path) -> None:
     staging.rename(target)
 
 
+def _network_from_plans(trainer: str, plans: dict, configuration_name: str) -> bool:
+    """Whether ``trainer`` builds exactly the network its plans' architecture entry describes (the plug-in
+    trainers do for entries in the explicit form they write), so a packed model can be built without it."""
+    from nnunet_tongue.inference.predictor import configuration
+    from nnunet_tongue.networks.from_plans import is_explicit
+    from nnunet_tongue.training.trainers import PRODUCT_TRAINERS
+
+    cls = {c.__name__: c for c in PRODUCT_TRAINERS}.get(trainer)
+    return cls is not None and is_explicit(cls.network_name, configuration(plans, configuration_name)["architecture"])
+
+
 def _without_aliases(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A state dict whose entries share memory (a module registered under two names) -> one tensor per
     memory block, and alias -> stored name."""
@@ -289,10 +320,12 @@ def pack(model_folder: str | os.PathLike, output: str | os.PathLike, *, folds: l
                       metadata={"aliases": json.dumps(aliases)})
             weights[str(fold)] = {"file": file, "sha256": sha256(staging / file), "dtype": dtype}
         axes = first.get("inference_allowed_mirroring_axes")
+        trainer = trainer or product_trainer_name(first["trainer_name"])
+        configuration_name = first["init_args"]["configuration"]
         content = {"format": CARD_FORMAT, "name": output.name,
                    "dataset": model_folder.parent.name if model_folder.parent.name.startswith("Dataset") else None,
-                   "trainer": trainer or product_trainer_name(first["trainer_name"]),
-                   "configuration": first["init_args"]["configuration"],
+                   "trainer": trainer, "configuration": configuration_name,
+                   "network_from_plans": _network_from_plans(trainer, plans, configuration_name),
                    "inference_allowed_mirroring_axes": None if axes is None else list(axes),
                    **(card or {}), "weights": weights}
         (staging / CARD).write_text(json.dumps(content, indent=2, default=float))
