@@ -31,8 +31,16 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions enclosed by foreground (regions touching the image border stay background)."""
-    return ndimage.binary_fill_holes(np.asarray(mask, dtype=bool))
+    """Fill background regions enclosed by foreground (4-connected background regions touching the image border
+    stay background), as ``scipy.ndimage.binary_fill_holes`` does, by labelling the background once."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.size == 0:
+        return mask.copy()
+    labels, n = ndimage.label(~mask)
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    outside[0] = True  # label 0 is the foreground itself
+    return mask | ~outside[labels]
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
