@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +65,30 @@ def trained_tongue_model(planned_synthetic: NnUNetWorkspace) -> TrainedModel:
     folder = planned_synthetic.results / "Dataset999_SyntheticTongue" / f"{trainer}__nnUNetPlans__2d"
     return TrainedModel(folder, 999, trainer, "nnUNetPlans", "2d", 0, planned_synthetic.results,
                         planned_synthetic.raw / "Dataset999_SyntheticTongue", planned_synthetic)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 96-KiB file system (tmpfs), made bigger by ``grow()``; skips where mounting is not allowed."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small file system needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=16m", str(folder)], check=True)
+
+    yield folder, grow
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_up(folder: Path, leave: int) -> Path:
+    """Fill ``folder``'s file system until about ``leave`` bytes are free; returns the filler file."""
+    stat = os.statvfs(folder)
+    filler = folder / "filler"
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import fill_up
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to find worker processes")
 
 DATASET = "Dataset501_Tongue"
@@ -256,6 +258,24 @@ def test_read_only_output_folder_exits_2_and_writes_nothing(tmp_path, source):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"{out}: output folder cannot be created or written" in result.stderr and "-o/--output-root" in result.stderr
     assert list(out.iterdir()) == [] and took < RUN_SECONDS
+
+
+def test_a_full_disk_fails_the_conversion_with_the_fix_leaves_nothing_and_the_same_command_then_works(source,
+                                                                                                    small_disk):
+    disk, grow = small_disk
+    filler = fill_up(disk, leave=64 * 1024)  # room for a few cases of 32
+    out = disk / "raw"
+    args = [*command(source, out, 2), "--max-size", "96"]
+    result = run_to_the_end(args)
+    said = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in said, said
+    assert "No space left on device" in said and "free disk space, or choose another output folder" in said
+    assert not out.exists() or list(out.iterdir()) == []  # no staging folder, no half dataset
+    filler.unlink()
+    grow()
+    result = run_to_the_end(args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(list((out / DATASET / "imagesTr").glob("*.png"))) == N_CASES
 
 
 def test_broken_photos_in_worker_processes_are_reported_by_name_and_the_run_ends_cleanly(tmp_path, source):

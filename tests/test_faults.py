@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import fill_up
+
 from nnunet_tongue.inference.segment import OUTPUT_KINDS, segment_photos
 from nnunet_tongue.inference.segmenter import TongueSegmenter
 from nnunet_tongue.synthetic import make_tongue_photo
@@ -57,9 +59,10 @@ def assert_the_same_command_finishes(model, photos: Path, out: Path) -> None:
     again = start_segment(model, photos, out)
     _, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stderr
-    assert assert_whole_outputs(out) == {f"p{i:02d}" for i in range(N_PHOTOS)}
+    names = {p.stem for p in photos.glob("*.jpg")}
+    assert assert_whole_outputs(out) == names
     records = [json.loads(line) for line in (out / "segment.jsonl").read_text().splitlines()]
-    assert len(records) == N_PHOTOS and all(r["status"] == "ok" for r in records)
+    assert len(records) == len(names) and all(r["status"] == "ok" for r in records)
 
 
 def assert_whole_outputs(out: Path) -> set[str]:
@@ -70,24 +73,32 @@ def assert_whole_outputs(out: Path) -> set[str]:
     return done[0]
 
 
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory) -> Path:
+    """Enough photos that a run lasts seconds: an interrupt lands mid-batch."""
+    folder = tmp_path_factory.mktemp("many_photos")
+    rng = np.random.default_rng(5)
+    for i in range(8 * N_PHOTOS):
+        rgb, _ = make_tongue_photo(rng, 192, 128)
+        Image.fromarray(rgb).save(folder / f"p{i:03d}.jpg", quality=90)
+    return folder
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_segment_interrupted_anywhere_leaves_whole_outputs_and_the_same_command_finishes(
-        trained_tongue_model, photo_folder, tmp_path, signum, status):
+        trained_tongue_model, many_photos, tmp_path, signum, status):
     out = tmp_path / "out"
-    proc = start_segment(trained_tongue_model, photo_folder, out)
+    proc = start_segment(trained_tongue_model, many_photos, out)
     wait_for_first_line(proc, out / ".segment.jsonl.partial")
     time.sleep(random.uniform(0, 1.0))
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
-    if proc.returncode == 0:  # finished before the signal arrived: a complete run
-        assert len((out / "segment.jsonl").read_text().splitlines()) == N_PHOTOS
-    else:
-        assert proc.returncode == status and "Traceback" not in stderr
-        assert "Run the same command again" in stderr
-        assert not (out / "segment.jsonl").exists(), "an interrupted run must not look finished"
-    assert_whole_outputs(out)
+    assert proc.returncode == status and "Traceback" not in stderr, stderr
+    assert "Run the same command again" in stderr
+    assert not (out / "segment.jsonl").exists(), "an interrupted run must not look finished"
+    assert 0 < len(assert_whole_outputs(out)) < 8 * N_PHOTOS
 
-    assert_the_same_command_finishes(trained_tongue_model, photo_folder, out)
+    assert_the_same_command_finishes(trained_tongue_model, many_photos, out)
 
 
 def test_photo_failing_mid_batch_leaves_no_output_of_its_own(trained_tongue_model, photo_folder, tmp_path):
@@ -198,6 +209,22 @@ def test_evaluate_refuses_an_unwritable_report_folder_before_scoring(tmp_path):
     assert result.returncode == 1 and "cannot write the report" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_evaluate_on_a_full_disk_keeps_no_half_report_and_the_same_command_finishes(tmp_path, small_disk):
+    disk, _ = small_disk
+    write_masks(tmp_path / "pred", 20, 255, 1)
+    write_masks(tmp_path / "gt", 20, 255, 2)
+    filler = fill_up(disk, leave=4096)  # room for the per-case table, not for the contact sheet
+    args = ("-p", str(tmp_path / "pred"), "-g", str(tmp_path / "gt"), "-o", str(disk / "r"), "-j", "1")
+    result = evaluate(*args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "No space left on device" in result.stderr and "run the command again" in result.stderr
+    assert list((disk / "r").iterdir()) == []  # the table written before the disk filled up is gone too
+    filler.unlink()
+    result = evaluate(*args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((disk / "r" / "summary.json").read_text())["n_cases"] == 20
+
+
 def test_evaluate_replaces_what_an_interrupted_run_left_without_overwrite(tmp_path):
     write_masks(tmp_path / "pred", 3, 255, 1)
     write_masks(tmp_path / "gt", 3, 255, 2)
@@ -209,37 +236,15 @@ def test_evaluate_replaces_what_an_interrupted_run_left_without_overwrite(tmp_pa
 
 
 def test_ctrl_c_while_a_command_is_still_importing_prints_one_line_not_a_traceback(tmp_path):
-    write_masks(tmp_path / "pred", 150, 255, 1)
-    write_masks(tmp_path / "gt", 150, 255, 2)
+    write_masks(tmp_path / "pred", 150, 255, 1, size=384)  # scoring takes seconds, should the imports be quick
+    write_masks(tmp_path / "gt", 150, 255, 2, size=384)
     proc = subprocess.Popen([console_script("nnunet-tongue"), "evaluate", "-p", str(tmp_path / "pred"), "-g",
                              str(tmp_path / "gt"), "-o", str(tmp_path / "r"), "-j", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # the dispatcher runs; the command's modules (numpy, scipy, medpy, ...) load, or scoring began
+    time.sleep(0.5)  # the dispatcher runs; the command's modules (numpy, scipy, medpy, ...) load, or scoring began
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr
-
-
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A 96-KiB file system (tmpfs), made bigger by ``grow()``; skips where mounting is not allowed."""
-    import os
-    import shutil
-
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small file system needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(folder)], capture_output=True,
-                             text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-
-    def grow():
-        subprocess.run(["mount", "-o", "remount,size=16m", str(folder)], check=True)
-
-    yield folder, grow
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_a_full_disk_stops_the_batch_keeps_whole_outputs_and_the_same_command_finishes(trained_tongue_model,

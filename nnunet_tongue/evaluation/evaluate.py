@@ -6,6 +6,7 @@ Python: :func:`evaluate_folders`. Outputs, metrics and conventions: docs/evaluat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import sys
@@ -150,12 +151,7 @@ def evaluate_folders(
     for name in REPORT_FILES.values():  # the folder exists: _check_output made it
         (out_dir / name).unlink(missing_ok=True)
     files = {key: name for key, name in REPORT_FILES.items() if key != "worst_cases_png" or worst > 0}
-    report.write_csv(rows, out_dir / files["per_case_csv"])
     ranked = report.rank_worst(rows)[:worst]
-    if worst > 0:
-        title = f"{len(ranked)} lowest-Dice case(s) of {len(rows)}: {pred_dir}"
-        figures.contact_sheet(_worst_tiles(ranked, jobs, photos), out_dir / files["worst_cases_png"], title)
-    figures.dice_histogram([row["dice"] for row in rows], out_dir / files["dice_histogram_png"])
     summary = {
         "n_cases": len(rows),
         "metrics": {metric: report.metric_stats(rows, metric) for metric in METRICS},
@@ -171,7 +167,20 @@ def evaluate_folders(
         },
         "files": files,
     }
-    report.write_json(summary, out_dir / files["summary_json"])
+    try:
+        report.write_csv(rows, out_dir / files["per_case_csv"])
+        if worst > 0:
+            title = f"{len(ranked)} lowest-Dice case(s) of {len(rows)}: {pred_dir}"
+            figures.contact_sheet(_worst_tiles(ranked, jobs, photos), out_dir / files["worst_cases_png"], title)
+        figures.dice_histogram([row["dice"] for row in rows], out_dir / files["dice_histogram_png"])
+        report.write_json(summary, out_dir / files["summary_json"])  # last: a report without it is unfinished
+    except OSError as error:  # a full or read-only disk: no half-written report stays behind
+        for name in files.values():
+            with contextlib.suppress(OSError):
+                (out_dir / name).unlink(missing_ok=True)
+        raise EvaluationError(f"cannot write the report in {out_dir} ({error.strerror or error}); nothing was "
+                              "kept there: free space on that disk or choose another output folder (-o), then "
+                              "run the command again") from None
     return summary
 
 
