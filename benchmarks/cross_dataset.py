@@ -43,7 +43,9 @@ SOURCES = {"biohit": (511, "BioHit", "biohit_split.json"), "ntust": (512, "NTUST
 SEGMENT_VARIANTS = {"rescaled": [], "single_pass": ["--no-rescale"]}
 BOTH = (513, "BioHitNTUST")
 TRAIN_SETS = [*SOURCES, "both"]
-TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug"]
+#: the T-Unet, with photo augmentation, and the two controls: without its transformer; nnU-Net's network with AdamW
+TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug", "nnUNetTrainerTUNetNoTransformer",
+            "nnUNetTrainerAdamW"]
 TIERS = {"cpu": {"max_size": 192, "epochs": 16, "iterations": 12, "val_iterations": 3, "batch_size": 11,
                  "device": "cpu"}}
 DOCS = REPO / "docs" / "cross_dataset.md"

@@ -111,6 +111,19 @@ def test_lean_trainer_builds_one_conv_per_decoder_stage_and_projects_before_upsa
     assert lean.compute_conv_feature_map_size(patch) < full.compute_conv_feature_map_size(patch)
 
 
+def test_no_transformer_control_feeds_the_decoder_from_the_cnn_alone():
+    from nnunet_tongue.training.trainers import nnUNetTrainerTUNet, nnUNetTrainerTUNetNoTransformer
+
+    patch = (64, 96)
+    net, scales = built(nnUNetTrainerTUNetNoTransformer, patch)
+    full, _ = built(nnUNetTrainerTUNet, patch)
+    assert net.transformer is None and not any("transformer" in name for name, _ in net.named_parameters())
+    assert net.decoder.stages[0].convs[0].conv.in_channels == full.decoder.stages[0].convs[0].conv.in_channels
+    assert outputs_match_scales(net, scales, patch)
+    assert net.bottleneck.stride == (2, 2)  # from the deepest skip (stride 8) to the 16-pixel token grid
+    assert sum(p.numel() for p in net.parameters()) < 0.5 * sum(p.numel() for p in full.parameters())
+
+
 def test_fast_trainer_builds_a_narrower_transformer_on_the_lean_decoder():
     from nnunet_tongue.training.trainers import nnUNetTrainerTUNetFast
 

@@ -37,8 +37,9 @@ def test_stock_trainer_lookup_returns_the_package_classes():
             "print(','.join(find(n).__module__ for n in "
             "['nnUNetTrainerTUNet', 'nnUNetTrainerResUNet', 'nnUNetTrainerFabiansUNet', 'nnUNetTrainerResUNetSGD', "
             "'nnUNetTrainerFabiansUNetSGD', 'nnUNetTrainerTUNetToken8', 'nnUNetTrainerTUNetLean', 'nnUNetTrainerTUNetFast', "
-            "'nnUNetTrainerTUNetUpright', 'nnUNetTrainerTUNetPhotoAug', 'nnUNetTrainerTUNetFastPhotoAug']))")
-    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 11
+            "'nnUNetTrainerTUNetUpright', 'nnUNetTrainerTUNetPhotoAug', 'nnUNetTrainerTUNetFastPhotoAug', "
+            "'nnUNetTrainerTUNetNoTransformer', 'nnUNetTrainerAdamW']))")
+    assert python(code).split(",") == ["nnunet_tongue.training.trainers"] * 13
 
 
 def test_budget_trainers_are_not_on_the_production_search_path():

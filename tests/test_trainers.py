@@ -68,6 +68,18 @@ def test_plugin_trainers_use_adamw_with_warmup_and_no_decay_on_norms_and_biases(
     assert schedule.lr_at(0) < schedule.lr_at(12499) < schedule.lr_at(12500) > schedule.lr_at(249999)
 
 
+def test_adamw_control_trains_nnunets_own_network_with_the_plug_in_optimiser(initialised, constructed):
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    trainer = initialised(trainers.nnUNetTrainerAdamW)
+    stock = initialised(nnUNetTrainer)
+    assert type(trainer.network) is type(stock.network) is PlainConvUNet
+    assert trainer.configuration_manager.configuration["architecture"] == \
+        stock.configuration_manager.configuration["architecture"]  # the plans' network, untouched
+    assert isinstance(trainer.optimizer, GuardedAdamW) and isinstance(trainer.lr_scheduler, WarmupPolyLRScheduler)
+
+
 @pytest.mark.parametrize("name", SGD)
 def test_sgd_variants_train_the_same_network_with_nnunets_sgd_schedule(initialised, name):
     trainer = initialised(getattr(trainers, name))

@@ -243,10 +243,11 @@ def _network_from_plans(trainer: str, plans: dict, configuration_name: str) -> b
     trainers do for entries in the explicit form they write), so a packed model can be built without it."""
     from nnunet_tongue.inference.predictor import configuration
     from nnunet_tongue.networks.from_plans import is_explicit
-    from nnunet_tongue.training.trainers import PRODUCT_TRAINERS
+    from nnunet_tongue.training.trainers import PRODUCT_TRAINERS, PlugInNetworkTrainer
 
     cls = {c.__name__: c for c in PRODUCT_TRAINERS}.get(trainer)
-    return cls is not None and is_explicit(cls.network_name, configuration(plans, configuration_name)["architecture"])
+    return (cls is not None and issubclass(cls, PlugInNetworkTrainer)
+            and is_explicit(cls.network_name, configuration(plans, configuration_name)["architecture"]))
 
 
 def _without_aliases(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -33,7 +33,7 @@ NETWORKS = {"ResUNet": RESIDUAL_UNET, "FabiansUNet": FABIANS_UNET, "TUNet": TRAN
 RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)  # nnU-Net ResEnc encoder profile
 #: the T-Unet's transformer arguments; their defaults are :class:`TransformerUNet`'s
 TUNET_TRANSFORMER_ARGUMENTS = ("token_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "pos_embed_grid",
-                               "drop_path_rate", "project_before_upsampling")
+                               "drop_path_rate", "project_before_upsampling", "bottleneck")
 #: T-Unet variants: name -> constructor overrides (docs/networks.md)
 TUNET_VARIANTS: dict[str, dict] = {
     "TUNet": {},
@@ -42,6 +42,8 @@ TUNET_VARIANTS: dict[str, dict] = {
     # sized to fewer operations per training step than nnU-Net's default PlainConvUNet
     "TUNetFast": {"n_conv_per_stage_decoder": 1, "project_before_upsampling": True, "embed_dim": 384,
                   "mlp_ratio": 2.0},
+    # the control: the decoder fed by the CNN alone (a residual stage to the token stride, no transformer)
+    "TUNetNoTransformer": {"bottleneck": "cnn"},
 }
 _SHARED_KEYS = ("features_per_stage", "conv_op", "kernel_sizes", "strides", "conv_bias", "norm_op",
                 "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs")

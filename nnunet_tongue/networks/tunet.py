@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, maybe_convert_scalar_to_list
+from dynamic_network_architectures.building_blocks.residual import StackedResidualBlocks
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
@@ -181,6 +182,25 @@ class PatchTransformer(nn.Module):
         return int(n_tokens * d + len(self.blocks) * n_tokens * (5 * d + hidden))
 
 
+class CNNBottleneck(nn.Module):
+    """The control without a transformer: residual blocks that continue the CNN encoder from its deepest skip
+    (stride n/2) to the token stride n, ``embed_dim`` wide, so the decoder is fed by the CNN alone."""
+
+    def __init__(self, encoder: ResidualEncoder, stride: Sequence[int], embed_dim: int, n_blocks: int = 1):
+        super().__init__()
+        self.stride = tuple(int(s) for s in stride)
+        self.blocks = StackedResidualBlocks(
+            n_blocks, encoder.conv_op, encoder.output_channels[-1], embed_dim, encoder.kernel_sizes[-1], self.stride,
+            encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs, encoder.dropout_op, encoder.dropout_op_kwargs,
+            encoder.nonlin, encoder.nonlin_kwargs)
+
+    def forward(self, deepest_skip: torch.Tensor) -> torch.Tensor:
+        return self.blocks(deepest_skip)
+
+    def compute_feature_map_size(self, skip_size: Sequence[int]) -> int:
+        return int(self.blocks.compute_conv_feature_map_size(list(skip_size)))
+
+
 class TUNetDecoder(nn.Module):
     """Decoder from the token map (stride n) to full resolution, concatenating the CNN skips.
 
@@ -253,6 +273,8 @@ class TransformerUNet(nn.Module):
     ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, and ``pos_embed_grid``, the token grid the position
     embedding is learnt at (resampled to the input's grid, so weights move between patch sizes).
     ``project_before_upsampling`` with ``n_conv_per_stage_decoder=1`` is the lean decoder.
+    ``bottleneck="cnn"`` is the control without a transformer (:class:`CNNBottleneck`: the decoder is fed by the
+    CNN alone; ``depth``, ``num_heads``, ``mlp_ratio``, ``pos_embed_grid`` and ``drop_path_rate`` then do nothing).
     """
 
     def __init__(
@@ -281,6 +303,7 @@ class TransformerUNet(nn.Module):
         pos_embed_grid: Sequence[int] = (10, 12),
         drop_path_rate: float = 0.0,
         project_before_upsampling: bool = False,
+        bottleneck: str = "transformer",
         deep_supervision: bool = False,
     ):
         super().__init__()
@@ -297,18 +320,36 @@ class TransformerUNet(nn.Module):
             input_channels, n_stages, _per_stage(features_per_stage, n_stages), conv_op,
             _per_stage(kernel_sizes, n_stages), stride_list, _per_stage(n_blocks_per_stage, n_stages), conv_bias,
             norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, return_skips=True)
-        self.transformer = PatchTransformer(input_channels, token, embed_dim, depth, num_heads, mlp_ratio,
-                                            pos_embed_grid, drop_path_rate)
+        if bottleneck not in ("transformer", "cnn"):
+            raise ValueError(f"bottleneck must be 'transformer' or 'cnn', got {bottleneck!r}")
+        self.token_size = tuple(token)
+        self.embed_dim = embed_dim
+        self.transformer = self.bottleneck = None  # one of them feeds the decoder
+        if bottleneck == "transformer":
+            self.transformer = PatchTransformer(input_channels, token, embed_dim, depth, num_heads, mlp_ratio,
+                                                pos_embed_grid, drop_path_rate)
+        else:
+            self.bottleneck = CNNBottleneck(self.encoder, [t // s for t, s in zip(token, deepest_skip)], embed_dim)
         self.decoder = TUNetDecoder(self.encoder, embed_dim, num_classes, n_conv_per_stage_decoder,
                                     deep_supervision, project_before_upsampling)
 
     @property
     def patch_size(self) -> tuple[int, ...]:
-        return self.transformer.patch_size
+        """The token's edge per axis (inputs must be divisible by it)."""
+        return self.token_size
+
+    def grid_size(self, image_size: Sequence[int]) -> tuple[int, ...]:
+        bad = [s for s, p in zip(image_size, self.token_size) if s % p]
+        if bad:
+            raise ValueError(f"T-Unet input {tuple(image_size)} is not divisible by its patch size {self.token_size}; "
+                             f"pad or plan a patch size that is a multiple of it")
+        return tuple(s // p for s, p in zip(image_size, self.token_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        tokens = self.transformer(x)  # first: it checks that x is divisible by the patch size
-        return self.decoder(tokens, self.encoder(x))
+        self.grid_size(x.shape[2:])  # first: x must be divisible by the token size
+        skips = self.encoder(x)
+        tokens = self.transformer(x) if self.transformer is not None else self.bottleneck(skips[-1])
+        return self.decoder(tokens, skips)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
         """Activation elements per sample (nnU-Net's VRAM proxy), attention included."""
@@ -316,10 +357,10 @@ class TransformerUNet(nn.Module):
         for stride in self.encoder.strides:
             size = [i // j for i, j in zip(size, stride)]
             skip_sizes.append(size)
-        return int(self.encoder.compute_conv_feature_map_size(input_size)
-                   + self.transformer.compute_feature_map_size(input_size)
-                   + self.decoder.compute_conv_feature_map_size(skip_sizes, self.transformer.embed_dim,
-                                                                self.transformer.grid_size(input_size)))
+        middle = (self.transformer.compute_feature_map_size(input_size) if self.transformer is not None
+                  else self.bottleneck.compute_feature_map_size(skip_sizes[-1]))
+        return int(self.encoder.compute_conv_feature_map_size(input_size) + middle
+                   + self.decoder.compute_conv_feature_map_size(skip_sizes, self.embed_dim, self.grid_size(input_size)))
 
     @staticmethod
     def initialize(module: nn.Module) -> None:

@@ -3,6 +3,7 @@
 # re-exported here: they live in the installed package, which keeps them picklable.
 # Do not define classes in this folder; see docs/registration.md.
 from nnunet_tongue.training.trainers import (  # noqa: F401
+    nnUNetTrainerAdamW,
     nnUNetTrainerFabiansUNet,
     nnUNetTrainerFabiansUNetSGD,
     nnUNetTrainerResUNet,
@@ -11,6 +12,7 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerTUNetFast,
     nnUNetTrainerTUNetFastPhotoAug,
     nnUNetTrainerTUNetLean,
+    nnUNetTrainerTUNetNoTransformer,
     nnUNetTrainerTUNetPhotoAug,
     nnUNetTrainerTUNetToken8,
     nnUNetTrainerTUNetUpright,

@@ -66,10 +66,11 @@ class PlugInNetworkTrainer(nnUNetTrainer):
                                        enable_deep_supervision)
 
 
-class AdamWWarmupTrainer(PlugInNetworkTrainer):
+class AdamWWarmupTrainer(nnUNetTrainer):
     """AdamW (weight decay off for norms, biases, position embedding), a linear warmup over the first
     ``warmup_fraction`` of the training iterations, then poly decay; NaN/Inf updates are skipped.
-    The learning rate changes every iteration, so the warmup is the same whatever the epoch count."""
+    The learning rate changes every iteration, so the warmup is the same whatever the epoch count.
+    Any network: the plug-in trainers combine it with :class:`PlugInNetworkTrainer`."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -99,19 +100,24 @@ class AdamWWarmupTrainer(PlugInNetworkTrainer):
         return super().train_step(batch)
 
 
-class nnUNetTrainerResUNet(AdamWWarmupTrainer):
+class nnUNetTrainerAdamW(AdamWWarmupTrainer):
+    """Control: nnU-Net's own network (the plans' PlainConvUNet, as ``nnUNetTrainer`` builds it) trained with the
+    plug-in's AdamW + warmup, so that network and optimiser are not confounded when trainers are compared."""
+
+
+class nnUNetTrainerResUNet(AdamWWarmupTrainer, PlugInNetworkTrainer):
     """Residual-encoder + residual-decoder U-Net (dynamic-network-architectures ``ResidualUNet``)."""
 
     network_name = "ResUNet"
 
 
-class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer):
+class nnUNetTrainerFabiansUNet(AdamWWarmupTrainer, PlugInNetworkTrainer):
     """FabiansUNet: residual encoder (1,2,3,4,4,… blocks) + one conv per decoder stage."""
 
     network_name = "FabiansUNet"
 
 
-class nnUNetTrainerTUNet(AdamWWarmupTrainer):
+class nnUNetTrainerTUNet(AdamWWarmupTrainer, PlugInNetworkTrainer):
     """Transformer-UNet on 16×16 tokens; deep-supervision scales follow its own decoder."""
 
     network_name = "TUNet"
@@ -145,6 +151,13 @@ class nnUNetTrainerTUNetFast(nnUNetTrainerTUNet):
     network_options = TUNET_VARIANTS["TUNetFast"]
 
 
+class nnUNetTrainerTUNetNoTransformer(nnUNetTrainerTUNet):
+    """Control: :class:`nnUNetTrainerTUNet` with the transformer removed, the decoder fed by the CNN alone (one
+    residual stage from the deepest skip to the token stride), trained the same way: what the transformer adds."""
+
+    network_options = TUNET_VARIANTS["TUNetNoTransformer"]
+
+
 class nnUNetTrainerTUNetUpright(UprightPhotoAugmentation, nnUNetTrainerTUNet):
     """T-Unet trained with :class:`UprightPhotoAugmentation` (left-right mirroring, rotations within ±15°)."""
 
@@ -171,7 +184,7 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 
 
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
-PRODUCT_TRAINERS = (nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
-                    nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetUpright,
-                    nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerResUNetSGD,
-                    nnUNetTrainerFabiansUNetSGD)
+PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
+                    nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetNoTransformer,
+                    nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetFastPhotoAug,
+                    nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
