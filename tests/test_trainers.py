@@ -80,6 +80,21 @@ def test_adamw_control_trains_nnunets_own_network_with_the_plug_in_optimiser(ini
     assert isinstance(trainer.optimizer, GuardedAdamW) and isinstance(trainer.lr_scheduler, WarmupPolyLRScheduler)
 
 
+def test_checkpoints_are_written_whole_or_not_at_all(initialised, tmp_path, small_disk):
+    trainer = initialised(trainers.nnUNetTrainerAdamW)
+    good = tmp_path / "checkpoint_latest.pth"
+    trainer.save_checkpoint(str(good))
+    assert torch.load(good, weights_only=False)["trainer_name"] == "nnUNetTrainerAdamW"
+    assert list(tmp_path.glob("*.partial")) == []
+    disk, _ = small_disk
+    earlier = disk / "checkpoint_latest.pth"
+    earlier.write_bytes(b"the checkpoint of an earlier epoch")
+    with pytest.raises(RuntimeError, match=f"cannot write {earlier}.*unchanged.*--c"):
+        trainer.save_checkpoint(str(earlier))  # far larger than the 96-KiB disk
+    assert earlier.read_bytes() == b"the checkpoint of an earlier epoch"
+    assert list(disk.glob("*.partial")) == []
+
+
 @pytest.mark.parametrize("name", SGD)
 def test_sgd_variants_train_the_same_network_with_nnunets_sgd_schedule(initialised, name):
     trainer = initialised(getattr(trainers, name))

@@ -17,6 +17,9 @@ AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tong
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -34,7 +37,26 @@ from nnunet_tongue.training.augmentation import PhotoAugmentation, UprightPhotoA
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
-class PlugInNetworkTrainer(nnUNetTrainer):
+class AtomicCheckpointTrainer(nnUNetTrainer):
+    """nnU-Net's trainer writing each checkpoint to a temporary file renamed over the old one: a full disk or a
+    crash mid-write never leaves a truncated ``checkpoint_*.pth`` for ``--c`` or prediction to load, and the
+    error names the file and the fix. A base class, not a ``-tr`` trainer."""
+
+    def save_checkpoint(self, filename: str) -> None:
+        temporary = f"{filename}.partial"
+        try:
+            super().save_checkpoint(temporary)
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as either
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise RuntimeError(f"cannot write {filename} ({error}); the checkpoint there before is unchanged: free "
+                               "space under nnUNet_results, then resume with the same nnUNetv2_train command and "
+                               "--c") from error
+        if os.path.isfile(temporary):  # nothing is written on other ranks or with checkpointing disabled
+            os.replace(temporary, filename)
+
+
+class PlugInNetworkTrainer(AtomicCheckpointTrainer):
     """nnU-Net's trainer building the plug-in network :attr:`network_name` with constructor overrides
     :attr:`network_options`.
 
@@ -66,7 +88,7 @@ class PlugInNetworkTrainer(nnUNetTrainer):
                                        enable_deep_supervision)
 
 
-class AdamWWarmupTrainer(nnUNetTrainer):
+class AdamWWarmupTrainer(AtomicCheckpointTrainer):
     """AdamW (weight decay off for norms, biases, position embedding), a linear warmup over the first
     ``warmup_fraction`` of the training iterations, then poly decay; NaN/Inf updates are skipped.
     The learning rate changes every iteration, so the warmup is the same whatever the epoch count.
