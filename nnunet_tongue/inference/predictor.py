@@ -16,6 +16,7 @@ back to nnU-Net's predictor for any other.
 
 from __future__ import annotations
 
+import contextlib
 from copy import deepcopy
 from typing import Sequence
 
@@ -190,10 +191,13 @@ class PhotoPredictor:
         inside = tuple(slice(b, b + s) for b, s in zip(before, shape))
         tensor[(slice(None), *inside)] = torch.from_numpy(data).to(self.device)
         logits = None
+        # on CUDA the network runs under autocast, as in nnU-Net's predictor; on CPU in float32
+        precision = torch.autocast("cuda") if self.device.type == "cuda" else contextlib.nullcontext()
         for parameters in self.parameters:
             if len(self.parameters) > 1:
                 self.network.load_state_dict(parameters)
-            fold = self._sliding_window(tensor)
+            with precision:
+                fold = self._sliding_window(tensor)
             logits = fold if logits is None else logits + fold
         logits = logits[(slice(None), *inside)] / len(self.parameters)
         cropped = torch.sigmoid(logits) if self.has_regions else torch.softmax(logits, 0)
