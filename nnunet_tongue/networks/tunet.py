@@ -41,6 +41,14 @@ def cumulative_strides(strides: Sequence) -> np.ndarray:
     return np.cumprod(np.array([np.atleast_1d(s) for s in strides]), axis=0)
 
 
+def token_grid(image_size: Sequence[int], token_size: Sequence[int]) -> tuple[int, ...]:
+    """Tokens per axis for an input of ``image_size``; a ``ValueError`` if it is not divisible by the token."""
+    if any(s % t for s, t in zip(image_size, token_size)):
+        raise ValueError(f"T-Unet input {tuple(image_size)} is not divisible by its patch size {tuple(token_size)}; "
+                         f"pad or plan a patch size that is a multiple of it")
+    return tuple(s // t for s, t in zip(image_size, token_size))
+
+
 class PatchEmbedding(nn.Module):
     """Image -> tokens: a convolution with kernel = stride = the patch size, flattened to (B, tokens, dim)."""
 
@@ -156,11 +164,7 @@ class PatchTransformer(nn.Module):
         return self.pos_embed.shape[-1]
 
     def grid_size(self, image_size: Sequence[int]) -> tuple[int, ...]:
-        bad = [s for s, p in zip(image_size, self.patch_size) if s % p]
-        if bad:
-            raise ValueError(f"T-Unet input {tuple(image_size)} is not divisible by its patch size {self.patch_size}; "
-                             f"pad or plan a patch size that is a multiple of it")
-        return tuple(s // p for s, p in zip(image_size, self.patch_size))
+        return token_grid(image_size, self.patch_size)
 
     def position_embedding(self, grid: tuple[int, ...]) -> torch.Tensor:
         if grid == self.pos_embed_grid:
@@ -339,11 +343,7 @@ class TransformerUNet(nn.Module):
         return self.token_size
 
     def grid_size(self, image_size: Sequence[int]) -> tuple[int, ...]:
-        bad = [s for s, p in zip(image_size, self.token_size) if s % p]
-        if bad:
-            raise ValueError(f"T-Unet input {tuple(image_size)} is not divisible by its patch size {self.token_size}; "
-                             f"pad or plan a patch size that is a multiple of it")
-        return tuple(s // p for s, p in zip(image_size, self.token_size))
+        return token_grid(image_size, self.token_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self.grid_size(x.shape[2:])  # first: x must be divisible by the token size
