@@ -263,8 +263,11 @@ def test_a_full_disk_stops_the_batch_keeps_whole_outputs_and_the_same_command_fi
     assert_the_same_command_finishes(trained_tongue_model, photo_folder, out)
 
 
-def test_a_disk_filling_up_at_the_jsonl_line_leaves_no_unlisted_outputs(trained_tongue_model, photo_folder, tmp_path,
-                                                                        monkeypatch):
+@pytest.mark.parametrize("stop", ["disk_full", "ctrl_c"])
+def test_a_stop_just_before_a_photos_jsonl_line_leaves_no_unlisted_outputs(trained_tongue_model, photo_folder,
+                                                                            tmp_path, monkeypatch, stop):
+    """The photo's outputs are in place, its line is not written yet: a full disk or Ctrl-C right then takes
+    its outputs away too, so the same call finishes the job without --overwrite."""
     import errno
 
     from nnunet_tongue.inference import segment
@@ -272,17 +275,23 @@ def test_a_disk_filling_up_at_the_jsonl_line_leaves_no_unlisted_outputs(trained_
 
     real, calls = segment._write_line, []
 
-    def fills_up(file, line):
+    def stops(file, line):
         calls.append(line)
         if len(calls) == 3:
+            if stop == "ctrl_c":
+                raise KeyboardInterrupt
             raise OSError(errno.ENOSPC, "No space left on device")
         real(file, line)
 
-    monkeypatch.setattr(segment, "_write_line", fills_up)
+    monkeypatch.setattr(segment, "_write_line", stops)
     segmenter = TongueSegmenter(trained_tongue_model.model_folder, device="cpu")
     photos = sorted(photo_folder.glob("*.jpg"))[:5]
-    with pytest.raises(OutputFullError, match="stopped after 2 photo"):
-        segment_photos(photos, tmp_path / "out", segmenter, progress=False)
+    if stop == "ctrl_c":
+        with pytest.raises(KeyboardInterrupt):
+            segment_photos(photos, tmp_path / "out", segmenter, progress=False)
+    else:
+        with pytest.raises(OutputFullError, match="stopped after 2 photo"):
+            segment_photos(photos, tmp_path / "out", segmenter, progress=False)
     assert assert_whole_outputs(tmp_path / "out") == {"p00", "p01"}  # p02's outputs went with its line
     monkeypatch.undo()
     report = segment_photos(photos, tmp_path / "out", segmenter, progress=False)  # no --overwrite needed

@@ -291,26 +291,29 @@ def segment_photos(inputs: str | os.PathLike | Iterable[str | os.PathLike], outp
                                                                disable=not progress, dynamic_ncols=True) as bar:
         for photo in bar:
             try:
-                if not warned_size and segmenter.max_size is None:
-                    warned_size = _warn_if_huge(photo, bar)
-                record = _segment_one(segmenter, photo, plan[photo], output_dir)
-                report.records.append(record)
-            except Exception as e:  # one bad photo must not stop the batch; MemoryError included
-                if isinstance(e, OSError) and e.errno in _OUTPUT_FULL:  # but no photo can be written now; the
-                    raise OutputFullError(output_dir, e, len(report.records)) from None  # JSONL stays .partial
-                message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
-                report.failures.append(Failure(str(photo), message))
-                record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}
-                bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
-            try:
-                _write_line(lines, json.dumps(record) + "\n")
-            except OSError as e:
-                if e.errno not in _OUTPUT_FULL:
+                try:
+                    if not warned_size and segmenter.max_size is None:
+                        warned_size = _warn_if_huge(photo, bar)
+                    record = _segment_one(segmenter, photo, plan[photo], output_dir)
+                except Exception as e:  # one bad photo must not stop the batch; MemoryError included
+                    if isinstance(e, OSError) and e.errno in _OUTPUT_FULL:  # but no photo can be written now
+                        raise OutputFullError(output_dir, e, len(report.records)) from None  # JSONL stays .partial
+                    message = str(e) if isinstance(e, PhotoError) else f"{e.__class__.__name__}: {e}"
+                    report.failures.append(Failure(str(photo), message))
+                    record = {"photo": str(photo), "name": photo.stem, "status": "failed", "error": message}
+                    bar.write(f"FAILED {photo}: {message}", file=sys.stderr)
+                try:
+                    _write_line(lines, json.dumps(record) + "\n")
+                except OSError as e:
+                    if e.errno in _OUTPUT_FULL:
+                        raise OutputFullError(output_dir, e, len(report.records)) from None
                     raise
-                if record["status"] == "ok":  # outputs the JSONL does not list would block the next run
-                    for path in plan[photo].values():
-                        path.unlink(missing_ok=True)
-                raise OutputFullError(output_dir, e, len(report.records) - (record["status"] == "ok")) from None
+            except BaseException:  # stopped (Ctrl-C, SIGTERM, full disk) before this photo's JSONL line was
+                for path in plan[photo].values():  # written: its outputs, listed nowhere, would block the next run
+                    path.unlink(missing_ok=True)
+                raise
+            if record["status"] == "ok":
+                report.records.append(record)
     os.replace(partial, jsonl)
     report.seconds = time.perf_counter() - start
     return report
