@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,14 @@ TEST_TRAINER = "nnUNetTrainerTUNet_4epochs_10its_2val"
 def make_workspace(root: Path, **extra: str) -> NnUNetWorkspace:
     """nnU-Net's folders in ``root``; its commands run on 1 worker process, 2 threads, with ``extra`` set."""
     return NnUNetWorkspace(root, processes=1, extra={"OMP_NUM_THREADS": "2", **extra}).create()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interrupts_reach_the_commands():
+    """A shell that starts pytest in the background makes it ignore SIGINT, and the commands the tests interrupt
+    would inherit that: give the test process Python's own Ctrl-C handling (children then get the default)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
