@@ -14,10 +14,8 @@ import torch
 from nnunet_tongue.inference.predictor import (
     PhotoPredictor,
     configuration,
-    gaussian_weight,
     num_segmentation_heads,
     supported,
-    window_starts,
 )
 from nnunet_tongue.inference.segmenter import StockPredictor, TongueSegmenter
 from nnunet_tongue.models.packed import PackedModel
@@ -25,23 +23,6 @@ from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 from nnunet_tongue.photos import load_photo, resize_photo
 
 BUNDLED = BUNDLED_ROOT / DEFAULT_MODEL
-
-
-def test_gaussian_weight_is_nnunets():
-    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
-
-    for patch in [(192, 192), (160, 192), (64, 48)]:
-        reference = compute_gaussian(patch, sigma_scale=1 / 8, value_scaling_factor=10, dtype=torch.float32,
-                                     device=torch.device("cpu"))
-        torch.testing.assert_close(gaussian_weight(patch), reference, rtol=1e-5, atol=1e-6)
-
-
-def test_window_starts_are_nnunets_steps():
-    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
-
-    for size in [192, 193, 250, 384, 577, 1000]:
-        for step in [0.5, 0.25, 1.0]:
-            assert window_starts(size, 192, step) == compute_steps_for_sliding_window((size,), (192,), step)[0]
 
 
 def test_output_channels_follow_the_labels():
@@ -56,7 +37,8 @@ def test_configurations_inherit_and_unsupported_plans_say_why():
     plans["configurations"]["2d_rgb01"] = {"inherits_from": "2d", "normalization_schemes": ["RGBTo01Normalization"] * 3}
     rgb01 = configuration(plans, "2d_rgb01")
     assert rgb01["patch_size"] == plans["configurations"]["2d"]["patch_size"] and supported(plans, rgb01) is None
-    assert "normalisation CTNormalization" in supported(plans, {**rgb01, "normalization_schemes": ["CTNormalization"]})
+    assert supported(plans, {**rgb01, "normalization_schemes": ["CTNormalization"] * 3}) is None  # nnU-Net's own
+    assert "normalisation MyNormalization" in supported(plans, {**rgb01, "normalization_schemes": ["MyNormalization"]})
     assert "spacing" in supported(plans, {**rgb01, "spacing": [0.5, 0.5]})
     assert "2D" in supported(plans, {**rgb01, "patch_size": [64, 64, 64]})
     assert "transposed" in supported({**plans, "transpose_forward": [0, 2, 1]}, rgb01)
@@ -112,8 +94,9 @@ def test_probabilities_match_nnunets_predictor(case, bundled, real_photos):
     weights = bundled.weights("all")
     parameters = [weights, _perturbed(weights, 0)] if case == "two_folds" else [weights]
     mirroring = case == "mirroring"
-    ours = PhotoPredictor(bundled.build_network(), parameters, configuration(bundled.plans, "2d"), bundled.dataset_json,
-                          mirror_axes=(0, 1), use_mirroring=mirroring).probabilities(photo.transpose(2, 0, 1))
+    ours = PhotoPredictor(bundled.build_network(), parameters, bundled.plans, configuration(bundled.plans, "2d"),
+                          bundled.dataset_json, mirror_axes=(0, 1),
+                          use_mirroring=mirroring).probabilities(photo.transpose(2, 0, 1))
     reference = _nnunet_probabilities(bundled, parameters, photo.transpose(2, 0, 1), mirroring)
     assert ours.shape == reference.shape == (2, *photo.shape[:2])
     np.testing.assert_allclose(ours, reference, atol=5e-3)  # nnU-Net accumulates logits in float16
@@ -127,7 +110,7 @@ def test_packed_model_with_plans_the_photo_predictor_does_not_cover_runs_through
     model = tmp_path / "model"
     shutil.copytree(BUNDLED, model)
     plans = json.loads((model / "plans.json").read_text())
-    plans["configurations"]["2d"]["normalization_schemes"] = ["CTNormalization"] * 3
+    plans["configurations"]["2d"]["spacing"] = [0.5, 0.5]  # nnU-Net would resample the photo
     (model / "plans.json").write_text(json.dumps(plans))
     segmenter = TongueSegmenter(model, device="cpu", rescale=False)
     assert isinstance(segmenter.predictor, StockPredictor)

@@ -9,9 +9,12 @@ outside it background. Logits are accumulated in float32 (nnU-Net's predictor us
 probabilities agree with nnU-Net's to about 1e-3 and masks to a few boundary pixels.
 
 Why not nnU-Net's predictor: importing it (and the trainer module it loads networks through) costs
-about 6 s on 2 CPU cores, most of the time to a tongue photo's first mask. :func:`supported` says which
-plans this covers (2D, natural-image spacing, nnU-Net's intensity normalisations); the segmenter falls
-back to nnU-Net's predictor for any other.
+about 6 s on 2 CPU cores, most of the time to a tongue photo's first mask. nnU-Net's light modules do the
+parts they can (Gaussian weight, window steps, padding, the normalisation classes); the crop, the
+configuration's inheritance and the label counts are done here because nnU-Net's modules for them import
+its image readers (about 0.2-0.8 s each). :func:`supported` says which plans this covers (2D,
+natural-image spacing, nnU-Net's intensity normalisations); the segmenter falls back to nnU-Net's
+predictor for any other.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
+# nnU-Net's own pieces that import nothing heavy (its predictor, plans and label modules take seconds)
+from acvl_utils.cropping_and_padding.padding import pad_nd_image
+from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
+from nnunetv2.preprocessing.normalization import default_normalization_schemes
 
-#: nnU-Net's normalisation schemes this predictor applies (per channel, on the cropped image)
-NORMALISATIONS = ("ZScoreNormalization", "NoNormalization", "RescaleTo01Normalization", "RGBTo01Normalization")
-#: nnU-Net's Gaussian weight: sigma = patch / 8 per axis, largest value 10
-GAUSSIAN_SIGMA_SCALE = 1 / 8
-GAUSSIAN_PEAK = 10.0
+from nnunet_tongue.inference.postprocess import fill_holes
 
 
 def configuration(plans: dict, name: str) -> dict:
@@ -62,30 +65,10 @@ def supported(plans: dict, config: dict) -> str | None:
         return f"transposed axes {plans['transpose_forward']}"
     if [float(s) for s in config["spacing"]] != [1.0, 1.0]:
         return f"spacing {config['spacing']} (photos are resampled)"
-    unknown = sorted(set(config["normalization_schemes"]) - set(NORMALISATIONS))
+    unknown = sorted(name for name in config["normalization_schemes"] if _normaliser(name) is None)
     if unknown:
         return f"normalisation {', '.join(unknown)}"
     return None
-
-
-def gaussian_weight(patch_size: Sequence[int]) -> torch.Tensor:
-    """nnU-Net's sliding-window weight: a Gaussian centred on the patch (sigma patch/8, peak 10), zero beyond
-    four sigma (scipy's truncation) raised to its smallest non-zero value."""
-    axes = []
-    for size in patch_size:
-        sigma = size * GAUSSIAN_SIGMA_SCALE
-        offset = np.arange(size) - size // 2
-        axes.append(np.where(np.abs(offset) <= int(4 * sigma + 0.5), np.exp(-0.5 * (offset / sigma) ** 2), 0.0))
-    weight = GAUSSIAN_PEAK * np.multiply.outer(*axes)
-    weight[weight == 0] = weight[weight > 0].min()
-    return torch.from_numpy(weight.astype(np.float32))
-
-
-def window_starts(size: int, patch: int, step: float) -> list[int]:
-    """Start of each patch along an axis of ``size`` (>= ``patch``) pixels: steps of at most ``step`` x patch,
-    evenly spread so that the last patch ends at the border."""
-    n = int(np.ceil((size - patch) / (patch * step))) + 1
-    return [0] if n == 1 else [int(np.round((size - patch) / (n - 1) * i)) for i in range(n)]
 
 
 def nonzero_box(image: np.ndarray) -> tuple[slice, slice]:
@@ -97,62 +80,50 @@ def nonzero_box(image: np.ndarray) -> tuple[slice, slice]:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def normalise(channel: np.ndarray, scheme: str, mask: np.ndarray | None = None) -> np.ndarray:
-    """One channel normalised by nnU-Net's ``scheme`` (``mask``: where z-scoring takes its statistics, for
-    plans with ``use_mask_for_norm``; pixels outside it stay as they are)."""
-    if scheme == "ZScoreNormalization":
-        values = channel if mask is None else channel[mask]
-        mean, std = values.mean(), max(values.std(), 1e-8)
-        if mask is None:
-            return (channel - mean) / std
-        channel[mask] = (values - mean) / std
-        return channel
-    if scheme == "RescaleTo01Normalization":
-        channel = channel - channel.min()
-        return channel / max(channel.max(), 1e-8)
-    if scheme == "RGBTo01Normalization":
-        if channel.min() < 0 or channel.max() > 255:
-            raise ValueError("the model normalises RGB values 0..255, and this image has values outside them")
-        return channel / 255.0
-    return channel  # NoNormalization
+def _normaliser(name: str) -> type | None:
+    """nnU-Net's normalisation class ``name`` (``ZScoreNormalization``, ``CTNormalization``, ...), None if unknown."""
+    found = getattr(default_normalization_schemes, name, None)
+    return found if isinstance(found, type) and issubclass(found, default_normalization_schemes.ImageNormalization) \
+        else None
 
 
 class PhotoPredictor:
     """A network with one or more folds' weights, predicting class probabilities for 2D images.
 
-    ``parameters``: one state dict per fold (averaged as nnU-Net averages folds); ``config``: the plans'
-    configuration (:func:`configuration`), checked by :func:`supported`; ``mirror_axes``: the axes the
-    model allows mirroring on (used when ``use_mirroring``).
+    ``parameters``: one state dict per fold (averaged as nnU-Net averages folds); ``plans`` and ``config``: the
+    plans and their configuration (:func:`configuration`), checked by :func:`supported`; ``mirror_axes``: the
+    axes the model allows mirroring on (used when ``use_mirroring``).
     """
 
-    def __init__(self, network: torch.nn.Module, parameters: list[dict[str, torch.Tensor]], config: dict,
-                 dataset_json: dict, *, mirror_axes: Sequence[int] | None = None, use_mirroring: bool = False,
-                 tile_step_size: float = 0.5, device: torch.device = torch.device("cpu")):
+    def __init__(self, network: torch.nn.Module, parameters: list[dict[str, torch.Tensor]], plans: dict,
+                 config: dict, dataset_json: dict, *, mirror_axes: Sequence[int] | None = None,
+                 use_mirroring: bool = False, tile_step_size: float = 0.5, device: torch.device = torch.device("cpu")):
         if not 0 < tile_step_size <= 1:
             raise ValueError(f"tile_step_size must be in (0, 1], got {tile_step_size}")
         self.network = network.to(device).eval()
         self.parameters = parameters
         self.patch_size = tuple(int(p) for p in config["patch_size"])
-        self.schemes = list(config["normalization_schemes"])
-        self.use_mask_for_norm = list(config.get("use_mask_for_norm", [False] * len(self.schemes)))
+        use_mask = config.get("use_mask_for_norm") or [False] * len(config["normalization_schemes"])
+        intensities = plans.get("foreground_intensity_properties_per_channel", {})
+        self.normalisers = [_normaliser(name)(bool(mask), intensities.get(str(c), {}))
+                            for c, (name, mask) in enumerate(zip(config["normalization_schemes"], use_mask))]
         self.has_regions = has_regions(dataset_json)
         self.mirror_axes = tuple(mirror_axes) if use_mirroring and mirror_axes else ()
         self.tile_step_size = float(tile_step_size)
         self.device = device
-        self.gaussian = gaussian_weight(self.patch_size).to(device)
+        self.gaussian = compute_gaussian(self.patch_size, sigma_scale=1 / 8, value_scaling_factor=10,
+                                         dtype=torch.float32, device=device)
         if len(parameters) == 1:
             self.network.load_state_dict(parameters[0])
 
     def _preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
         box = nonzero_box(image)
         data = image[(slice(None), *box)].astype(np.float32)
-        mask = None
-        if any(self.use_mask_for_norm):
-            from nnunet_tongue.inference.postprocess import fill_holes
-
-            mask = fill_holes((data != 0).any(axis=0))
-        for c, scheme in enumerate(self.schemes):
-            data[c] = normalise(data[c], scheme, mask if self.use_mask_for_norm[c] else None)
+        # nnU-Net's "seg" of the crop: -1 outside the non-zero region (holes filled), where masked schemes skip
+        outside = np.where(fill_holes((data != 0).any(axis=0)), 0, -1) if any(
+            n.use_mask_for_norm for n in self.normalisers) else None
+        for c, normaliser in enumerate(self.normalisers):
+            data[c] = normaliser.run(data[c], outside)
         return data, box
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,8 +140,9 @@ class PhotoPredictor:
         """Gaussian-weighted logits of the sliding window over ``data`` (C x H x W, at least the patch size)."""
         height, width = data.shape[1:]
         logits = weights = None
-        for y in window_starts(height, self.patch_size[0], self.tile_step_size):
-            for x in window_starts(width, self.patch_size[1], self.tile_step_size):
+        rows, cols = compute_steps_for_sliding_window((height, width), self.patch_size, self.tile_step_size)
+        for y in rows:
+            for x in cols:
                 window = (slice(y, y + self.patch_size[0]), slice(x, x + self.patch_size[1]))
                 patch = self._network(data[(slice(None), *window)][None])[0] * self.gaussian
                 if logits is None:
@@ -184,12 +156,8 @@ class PhotoPredictor:
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class (or region) probabilities, float32 K x H x W, for an image given as C x H x W pixel values."""
         data, box = self._preprocess(image)
-        shape = data.shape[1:]
-        padded = [max(s, p) for s, p in zip(shape, self.patch_size)]
-        before = [(p - s) // 2 for s, p in zip(shape, padded)]
-        tensor = torch.zeros((data.shape[0], *padded), device=self.device)
-        inside = tuple(slice(b, b + s) for b, s in zip(before, shape))
-        tensor[(slice(None), *inside)] = torch.from_numpy(data).to(self.device)
+        tensor, inside = pad_nd_image(torch.from_numpy(data).to(self.device), self.patch_size, "constant",
+                                      {"value": 0}, True)
         logits = None
         # on CUDA the network runs under autocast, as in nnU-Net's predictor; on CPU in float32
         precision = torch.autocast("cuda") if self.device.type == "cuda" else contextlib.nullcontext()
@@ -199,7 +167,7 @@ class PhotoPredictor:
             with precision:
                 fold = self._sliding_window(tensor)
             logits = fold if logits is None else logits + fold
-        logits = logits[(slice(None), *inside)] / len(self.parameters)
+        logits = logits[(slice(None), *inside[1:])] / len(self.parameters)
         cropped = torch.sigmoid(logits) if self.has_regions else torch.softmax(logits, 0)
         probabilities = np.zeros((cropped.shape[0], *image.shape[1:]), dtype=np.float32)
         if not self.has_regions:

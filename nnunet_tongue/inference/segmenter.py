@@ -282,7 +282,7 @@ class TongueSegmenter:
         self.trainer_name = predictor.trainer_name
         if supported(predictor.plans_manager.plans, predictor.configuration_manager.configuration) is not None:
             return StockPredictor(predictor)
-        return PhotoPredictor(predictor.network, predictor.list_of_parameters,
+        return PhotoPredictor(predictor.network, predictor.list_of_parameters, predictor.plans_manager.plans,
                               predictor.configuration_manager.configuration, predictor.dataset_json,
                               mirror_axes=predictor.allowed_mirroring_axes, use_mirroring=self.mirroring,
                               tile_step_size=self.tile_step_size, device=self.device)

@@ -160,7 +160,7 @@ class PackedModel:
         ``options``: its keyword arguments (``use_mirroring``, ``tile_step_size``, ``device``)."""
         from nnunet_tongue.inference.predictor import PhotoPredictor, configuration
 
-        return PhotoPredictor(self.build_network(), [self.weights(fold) for fold in folds],
+        return PhotoPredictor(self.build_network(), [self.weights(fold) for fold in folds], self.plans,
                               configuration(self.plans, self.card["configuration"]), self.dataset_json,
                               mirror_axes=self.mirroring_axes, **options)
 
