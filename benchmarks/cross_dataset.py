@@ -43,9 +43,10 @@ SOURCES = {"biohit": (511, "BioHit", "biohit_split.json"), "ntust": (512, "NTUST
 SEGMENT_VARIANTS = {"rescaled": [], "single_pass": ["--no-rescale"]}
 BOTH = (513, "BioHitNTUST")
 TRAIN_SETS = [*SOURCES, "both"]
-#: the T-Unet, with photo augmentation, and the two controls: without its transformer; nnU-Net's network with AdamW
-TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug", "nnUNetTrainerTUNetNoTransformer",
-            "nnUNetTrainerAdamW"]
+#: the T-Unet, with photo augmentation, with synthetic coating on top of it, and the two controls: without its
+#: transformer; nnU-Net's network with AdamW
+TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug", "nnUNetTrainerTUNetCoatingAug",
+            "nnUNetTrainerTUNetNoTransformer", "nnUNetTrainerAdamW"]
 TIERS = {"cpu": {"max_size": 192, "epochs": 16, "iterations": 12, "val_iterations": 3, "batch_size": 11,
                  "device": "cpu"}}
 DOCS = REPO / "docs" / "cross_dataset.md"
@@ -256,6 +257,8 @@ def main() -> int:
                     print(failure, file=sys.stderr)
                     continue
                 c["date"] = date.today().isoformat()
+                if results_file.exists():  # cells another run of this command wrote meanwhile are kept
+                    results["cells"] = {**json.loads(results_file.read_text())["cells"], **results["cells"]}
                 results["cells"][f"{trainer}|{train_on}"] = c
                 results_file.write_text(json.dumps(results, indent=1, default=float))
                 print(json.dumps({f"{trainer} on {train_on}": {s: c["test"][s]["metrics"]["dice"]["mean"]

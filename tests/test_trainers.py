@@ -222,3 +222,49 @@ def test_saturation_zero_makes_grey_and_channel_mixing_keeps_grey_grey():
     assert torch.allclose(grey[0], grey[1]) and torch.allclose(grey[1], grey[2])
     assert torch.allclose(ChannelMixTransform(0.3)(image=grey.clone())["image"], grey, atol=1e-6)
     assert not torch.allclose(ChannelMixTransform(0.3)(image=colour.clone())["image"], colour)
+
+
+def test_coating_augmentation_paints_coating_after_the_spatial_transform_on_top_of_photo_augmentation(constructed):
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    from nnunet_tongue.training.augmentation import CoatingTransform, SaturationTransform
+
+    trainer = constructed(trainers.nnUNetTrainerTUNetCoatingAug)
+    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
+                                               mirror_axes, dummy_2d)
+    kinds = [type(getattr(t, "transform", t)) for t in composed.transforms]
+    spatial = kinds.index(SpatialTransform)
+    assert kinds[spatial + 1] is CoatingTransform and SaturationTransform in kinds
+    assert composed.transforms[spatial].scaling == (0.5, 1.8)  # the photo augmentation is kept
+
+
+def tongue_sample(height: int = 96, width: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    segmentation = torch.zeros(1, height, width)
+    segmentation[0, 20:80, 15:65] = 1  # back of the tongue at row 20, tip at row 79
+    return torch.randn(3, height, width), segmentation
+
+
+def test_coating_is_pale_inside_the_tongue_towards_its_back_and_leaves_the_rest_and_the_mask_alone():
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    torch.manual_seed(0)
+    image, segmentation = tongue_sample()
+    coat = CoatingTransform(lift=1.5, yellow=0.0, opacity=1.0, sparsity=0.4)
+    draws = [coat(image=image.clone(), segmentation=segmentation.clone()) for _ in range(20)]
+    assert all(torch.equal(d["segmentation"], segmentation) for d in draws)
+    outside = segmentation[0] == 0
+    assert all(torch.equal(d["image"][:, outside], image[:, outside]) for d in draws)
+    lift = torch.stack([(d["image"] - image).mean(0) for d in draws]).mean(0)
+    back, tip = lift[22:35, 30:50].mean(), lift[70:80, 30:50].mean()
+    assert back > 0.8 and back > tip + 0.5  # the back is painted pale, much more than the tip
+    channels = torch.stack([d["image"][:, 22:35, 30:50].std(0).mean() for d in draws]).mean()
+    assert channels < image[:, 22:35, 30:50].std(0).mean() / 2  # desaturated: channels close together
+
+
+def test_coating_leaves_a_photo_without_tongue_unchanged():
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    image, segmentation = tongue_sample()
+    coated = CoatingTransform()(image=image.clone(), segmentation=torch.zeros_like(segmentation))
+    assert torch.equal(coated["image"], image)

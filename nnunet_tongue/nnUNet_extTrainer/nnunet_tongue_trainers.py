@@ -9,6 +9,7 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerResUNet,
     nnUNetTrainerResUNetSGD,
     nnUNetTrainerTUNet,
+    nnUNetTrainerTUNetCoatingAug,
     nnUNetTrainerTUNetFast,
     nnUNetTrainerTUNetFastPhotoAug,
     nnUNetTrainerTUNetLean,

@@ -6,12 +6,16 @@
   survive nnU-Net's per-image, per-channel z-score normalisation (which already removes white balance and
   exposure, i.e. per-channel gains and offsets): saturation and channel mixing (hue / colour cast).
   Blur, noise, low resolution, brightness, contrast and gamma stay nnU-Net's own (batchgeneratorsv2).
+- :class:`CoatingAugmentation`: :class:`PhotoAugmentation` plus synthetic tongue coating (a pale, white to
+  yellow, textured patch painted over the middle and back of the labelled tongue), for training sets whose
+  tongues are mostly uncoated: a model that learnt "pink = tongue" leaves the coating out.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar, sample_scalar
 from batchgeneratorsv2.transforms.base.basic_transform import ImageOnlyTransform
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
@@ -98,4 +102,73 @@ class PhotoAugmentation(UprightPhotoAugmentation):
             RandomTransform(SaturationTransform(), apply_probability=self.p_colour),
             RandomTransform(ChannelMixTransform(), apply_probability=self.p_colour),
         ]
+        return composed
+
+
+class CoatingTransform(ImageOnlyTransform):
+    """Paint synthetic coating on the tongue (label > 0): a pale, desaturated, white-to-yellow, textured patch.
+
+    Works on nnU-Net's normalised image (per-channel z-scores), so "pale" is a lift of ``lift`` standard
+    deviations over the pixel's grey level and "yellow" a tint towards red + green and away from blue (up to
+    ``yellow``; slightly negative: grey-blue). The patch is a smooth random field weighted towards the back of the tongue (the top of an
+    upright photo), where coating lies, fading out towards the tongue's edge, over most of the tongue
+    (``sparsity`` 0) down to a small patch at the back (0.8); blended with opacity ``opacity``.
+    The mask is unchanged: coated tongue is tongue.
+    """
+
+    def __init__(self, lift: RandomScalar = (0.0, 1.5), yellow: RandomScalar = (-0.1, 0.6),
+                 opacity: RandomScalar = (0.5, 1.0), sparsity: RandomScalar = (0.0, 0.8), texture: float = 0.15):
+        super().__init__()
+        self.lift, self.yellow, self.opacity, self.sparsity, self.texture = lift, yellow, opacity, sparsity, texture
+
+    def get_parameters(self, **data_dict) -> dict:
+        image, segmentation = data_dict["image"], data_dict.get("segmentation")
+        if image.shape[0] != 3 or segmentation is None or not (segmentation[0] > 0).any():
+            return {"patch": None}
+        sparsity = sample_scalar(self.sparsity, image)
+        return {"patch": coating_patch(segmentation[0] > 0, sparsity), "lift": sample_scalar(self.lift, image),
+                "yellow": sample_scalar(self.yellow, image), "opacity": sample_scalar(self.opacity, image)}
+
+    def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
+        patch = params["patch"]
+        if patch is None:
+            return img
+        grey = img.mean(0, keepdim=True) + params["lift"]
+        tint = params["yellow"] * torch.tensor([0.5, 0.5, -1.0]).view(3, 1, 1)
+        coat = grey + tint + self.texture * smooth_noise(img.shape[1:], cells=img.shape[-1] // 4)
+        weight = (params["opacity"] * patch).to(img)
+        return img * (1 - weight) + coat.to(img) * weight
+
+
+def smooth_noise(shape: tuple[int, int], cells: int) -> torch.Tensor:
+    """Zero-mean, unit-variance-ish noise varying over about ``shape / cells`` pixels (bilinear upsampling)."""
+    coarse = torch.randn(1, 1, max(2, shape[0] * cells // shape[1]), max(2, cells))
+    return F.interpolate(coarse, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0]
+
+
+def coating_patch(tongue: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """A soft (0..1) coating patch inside the boolean ``tongue`` mask (H, W): more towards its top rows (the
+    back of the tongue), less towards its edges, in a random blob shape; the larger ``sparsity``, the smaller."""
+    rows = torch.nonzero(tongue.any(1)).flatten()
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    y = torch.arange(tongue.shape[0], dtype=torch.float32).view(-1, 1)
+    towards_back = ((bottom - y) / max(bottom - top, 1)).clamp(0, 1)  # 1 at the back, 0 at the tip
+    field = towards_back + 0.6 * smooth_noise(tongue.shape, cells=4) - sparsity
+    blob = torch.sigmoid(field / 0.1)
+    width = max(3, int(tongue.any(0).sum()) // 6) | 1  # odd kernel: the patch fades out over ~1/12 of the width
+    inside = F.avg_pool2d(tongue[None, None].float(), width, stride=1, padding=width // 2)[0, 0]
+    return blob * inside.clamp(0, 1) * tongue
+
+
+class CoatingAugmentation(PhotoAugmentation):
+    """:class:`PhotoAugmentation` plus :class:`CoatingTransform` on a fraction ``p_coating`` of the samples,
+    painted before the colour changes (which then recolour the coating too)."""
+
+    p_coating = 0.4
+
+    def get_training_transforms(self, *args, **kwargs):
+        composed = super().get_training_transforms(*args, **kwargs)
+        transforms = composed.transforms
+        spatial = next(i for i, t in enumerate(transforms) if isinstance(t, SpatialTransform))
+        transforms.insert(spatial + 1, RandomTransform(CoatingTransform(), apply_probability=self.p_coating))
         return composed

@@ -9,8 +9,8 @@ Product trainers (``-tr``), each building its network from nnU-Net's DEFAULT pla
 
 Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`, :class:`nnUNetTrainerTUNetLean`,
 :class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright`,
-:class:`nnUNetTrainerTUNetPhotoAug` (the augmentation), :class:`nnUNetTrainerTUNetFastPhotoAug` (both: the
-bundled model's recipe),
+:class:`nnUNetTrainerTUNetPhotoAug`, :class:`nnUNetTrainerTUNetCoatingAug` (the augmentation),
+:class:`nnUNetTrainerTUNetFastPhotoAug` (both: the bundled model's recipe),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
 """
@@ -33,7 +33,7 @@ from nnunet_tongue.networks.from_plans import (
     legacy_architecture,
 )
 from nnunet_tongue.networks.tunet import cumulative_strides
-from nnunet_tongue.training.augmentation import PhotoAugmentation, UprightPhotoAugmentation
+from nnunet_tongue.training.augmentation import CoatingAugmentation, PhotoAugmentation, UprightPhotoAugmentation
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
@@ -188,6 +188,10 @@ class nnUNetTrainerTUNetPhotoAug(PhotoAugmentation, nnUNetTrainerTUNet):
     """T-Unet trained with :class:`PhotoAugmentation`: upright photos from any camera, distance and light."""
 
 
+class nnUNetTrainerTUNetCoatingAug(CoatingAugmentation, nnUNetTrainerTUNet):
+    """T-Unet trained with :class:`CoatingAugmentation`: :class:`PhotoAugmentation` plus synthetic tongue coating."""
+
+
 class nnUNetTrainerTUNetFastPhotoAug(PhotoAugmentation, nnUNetTrainerTUNetFast):
     """The bundled model's recipe: the small :class:`nnUNetTrainerTUNetFast` network (fits the wheel's size
     limit in fp16) trained with :class:`PhotoAugmentation`."""
@@ -208,5 +212,5 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
 PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
                     nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetNoTransformer,
-                    nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetFastPhotoAug,
-                    nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetCoatingAug,
+                    nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
