@@ -110,27 +110,37 @@ def record_tongue_extent(model: Path, raw_dataset: Path) -> dict:
     return meta[CONVERSION_KEY]["tongue_extent_px"]
 
 
-def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
-    """Train ``trainer`` on ``train_on`` (unless done) and score it on every source's test set."""
+def cell_key(trainer: str, train_on: str, repeat: int = 1) -> str:
+    """The cell's key in the results file: ``trainer|train_on``, with ``|repeatN`` for the N-th training."""
+    return f"{trainer}|{train_on}" + (f"|repeat{repeat}" if repeat > 1 else "")
+
+
+def cell(workdir: Path, cfg: dict, trainer: str, train_on: str, repeat: int = 1) -> dict:
+    """Train ``trainer`` on ``train_on`` (unless done) and score it on every source's test set. ``repeat`` N > 1
+    is an N-th identical training (nnU-Net seeds nothing: other initial weights and batches), in its own
+    results folder."""
     from nnunet_tongue.training.budget import budget_trainer_name
 
     budgeted = budget_trainer_name(trainer, cfg["epochs"], cfg["iterations"], cfg["val_iterations"],
                                    batch_size=cfg["batch_size"])
     dataset = dataset_name(train_on)
-    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
-    model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
-    timing = workdir / f"train_{dataset}_{budgeted}.json"
+    suffix = f"_repeat{repeat}" if repeat > 1 else ""
+    results = workdir / f"results{suffix}"
+    env = nnunet_env(workdir, nnUNet_results=str(results))
+    model = results / dataset / f"{budgeted}__nnUNetPlans__2d"
+    timing = workdir / f"train_{dataset}_{budgeted}{suffix}.json"
     if not timing.exists():
-        log = workdir / f"train_{dataset}_{budgeted}.log"
+        log = workdir / f"train_{dataset}_{budgeted}{suffix}.log"
         timing.write_text(json.dumps(finish(*start(["nnUNetv2_train", dataset.split("_")[0][7:], "2d", "0", "-tr",
                                                     budgeted, "-device", cfg["device"]], env, log), log)))
     train_s, train_rss, _ = json.loads(timing.read_text())
-    result = {"trainer": trainer, "budget_trainer": budgeted, "train_on": train_on, "train_wall_s": train_s,
+    result = {"trainer": trainer, "budget_trainer": budgeted, "train_on": train_on, "repeat": repeat,
+              "train_wall_s": train_s,
               "train_peak_rss_MB": train_rss, **training_summary(model), "test": {}}
     result["training_tongue_extent_px"] = record_tongue_extent(model, workdir / "raw" / dataset)
     for variant, options in SEGMENT_VARIANTS.items():
         for source in SOURCES:
-            tag = f"{dataset}_{budgeted}_{source}_{variant}"
+            tag = f"{dataset}_{budgeted}{suffix}_{source}_{variant}"
             seg, report = workdir / f"segmented_{tag}", workdir / f"evaluation_{tag}"
             photos = workdir / f"test_photos_{source}"
             gt = workdir / "fullres" / dataset_name(source) / "labelsTs"
@@ -146,7 +156,7 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str) -> dict:
             scored = {"metrics": summary["metrics"], "worst_cases": summary["worst_cases"][:5],
                       "n_cases": summary["n_cases"], "n_rescaled": sum(f != 1.0 for f in rescaled)}
             sheet = report / "worst_cases.png"
-            if sheet.exists() and variant == "rescaled" and source != train_on:  # the sheets the page shows
+            if sheet.exists() and variant == "rescaled" and source != train_on and repeat == 1:  # the page's sheets
                 scored["worst_cases_png"] = f"img/cross_dataset/{docs_sheet(sheet, f'{trainer}_{train_on}_on_{source}')}"
             result.setdefault("test" if variant == "rescaled" else f"test_{variant}", {})[source] = scored
     return result
@@ -187,40 +197,45 @@ def markdown(results: dict) -> str:
              "*--no-rescale*: the same model, one pass (as `segment` ran before 0.2); in brackets, how many test "
              "photos the default run segmented a second time because the tongue's size was outside the "
              "training range.",
-             "- one training per cell: the spread between two identical trainings is not measured here (on the "
-             "BioHit tier two identical 96-step trainings differed by 0.29 Dice), so differences below about "
-             "half a point are not evidence.", ""]
+             "- rows *training N*: an N-th identical training (nnU-Net seeds nothing), the spread between "
+             "trainings below each table; where a cell has one training, differences below about half a point are "
+             "not evidence (on the BioHit tier two identical 96-step trainings differed by 0.29 Dice).", ""]
     for trainer in sorted({c["trainer"] for c in results["cells"].values()}):
-        cells = {c["train_on"]: c for c in results["cells"].values() if c["trainer"] == trainer}
+        rows = sorted((c for c in results["cells"].values() if c["trainer"] == trainer),
+                      key=lambda c: (TRAIN_SETS.index(c["train_on"]), c.get("repeat", 1)))
+        label = {id(c): c["train_on"] + (f", training {c['repeat']}" if c.get("repeat", 1) > 1 else "") for c in rows}
         lines += [f"## {trainer}", "", "| trained on | " + " | ".join(f"Dice on {s} test" for s in SOURCES)
                   + " | " + " | ".join(f"HD95 on {s}" for s in SOURCES) + " | "
                   + " | ".join(f"Dice on {s} with --no-rescale (photos the default rescaled)" for s in SOURCES) + " | run |",
                   "|---|" + "---|" * (3 * len(SOURCES) + 1)]
-        for train_on in TRAIN_SETS:
-            if train_on not in cells:
-                continue
-            c = cells[train_on]
+        for c in rows:
             dice = [_dice(c["test"][s]["metrics"]["dice"]) for s in SOURCES]
             hd = [f"{c['test'][s]['metrics']['hd95']['mean']:.1f} (max {c['test'][s]['metrics']['hd95']['max']:.1f})"
                   for s in SOURCES]
             single = [f"{100 * c['test_single_pass'][s]['metrics']['dice']['mean']:.2f} ({c['test'][s]['n_rescaled']})"
                       if "test_single_pass" in c else "—" for s in SOURCES]
-            lines.append(f"| {train_on} | " + " | ".join(dice) + " | " + " | ".join(hd) + " | " + " | ".join(single)
-                         + f" | {c['date']} |")
+            lines.append(f"| {label[id(c)]} | " + " | ".join(dice) + " | " + " | ".join(hd) + " | "
+                         + " | ".join(single) + f" | {c['date']} |")
         lines += ["", "IoU and ASSD:", "", "| trained on | " + " | ".join(f"IoU on {s}" for s in SOURCES) + " | "
                   + " | ".join(f"ASSD on {s}" for s in SOURCES) + " |", "|---|" + "---|" * (2 * len(SOURCES))]
-        for train_on in TRAIN_SETS:
-            if train_on in cells:
-                m = {s: cells[train_on]["test"][s]["metrics"] for s in SOURCES}
-                lines.append(f"| {train_on} | " + " | ".join(f"{100 * m[s]['iou']['mean']:.2f}" for s in SOURCES)
-                             + " | " + " | ".join(f"{m[s]['assd']['mean']:.2f}" for s in SOURCES) + " |")
+        for c in rows:
+            m = {s: c["test"][s]["metrics"] for s in SOURCES}
+            lines.append(f"| {label[id(c)]} | " + " | ".join(f"{100 * m[s]['iou']['mean']:.2f}" for s in SOURCES)
+                         + " | " + " | ".join(f"{m[s]['assd']['mean']:.2f}" for s in SOURCES) + " |")
         lines.append("")
         for train_on in TRAIN_SETS:
+            repeats = [c for c in rows if c["train_on"] == train_on]
+            if len(repeats) > 1:
+                spread = "; ".join(
+                    f"{s} " + " / ".join(f"{100 * c['test'][s]['metrics']['dice']['mean']:.2f}" for c in repeats)
+                    + f" (range {100 * (max(d := [c['test'][s]['metrics']['dice']['mean'] for c in repeats]) - min(d)):.2f})"
+                    for s in SOURCES)
+                lines += [f"Spread between the {len(repeats)} identical trainings on {train_on} (mean Dice): {spread}", ""]
+        for c in rows:
             for source in SOURCES:
-                c = cells.get(train_on)
-                if c and source != train_on and c["test"][source].get("worst_cases_png"):
+                if source != c["train_on"] and c["test"][source].get("worst_cases_png"):
                     worst = ", ".join(f"{w['case']} ({100 * w['dice']:.1f})" for w in c["test"][source]["worst_cases"])
-                    lines += [f"Worst {source} test cases of the model trained on {train_on} (Dice): {worst}", "",
+                    lines += [f"Worst {source} test cases of the model trained on {c['train_on']} (Dice): {worst}", "",
                               f"![worst cases]({c['test'][source]['worst_cases_png']})", ""]
     findings = RESULTS / "cross_dataset_findings.md"
     if findings.exists():
@@ -235,6 +250,8 @@ def main() -> int:
     p.add_argument("--train-on", nargs="+", choices=TRAIN_SETS, default=TRAIN_SETS)
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset")
     p.add_argument("--data", type=Path, default=DATA, help="folder with biohit/, ntust/ and their split files")
+    p.add_argument("--repeat", type=int, default=1, help="N > 1: an N-th identical training of each cell, for the "
+                   "spread between trainings")
     p.add_argument("--docs-only", action="store_true", help="only regenerate docs/cross_dataset.md")
     args = p.parse_args()
     results_file = RESULTS / f"cross_dataset_{args.tier}.json"
@@ -252,14 +269,14 @@ def main() -> int:
         for train_on in args.train_on:
             for trainer in args.trainers:
                 try:
-                    c = cell(workdir, cfg, trainer, train_on)
+                    c = cell(workdir, cfg, trainer, train_on, args.repeat)
                 except CommandFailed as failure:
                     print(failure, file=sys.stderr)
                     continue
                 c["date"] = date.today().isoformat()
                 if results_file.exists():  # cells another run of this command wrote meanwhile are kept
                     results["cells"] = {**json.loads(results_file.read_text())["cells"], **results["cells"]}
-                results["cells"][f"{trainer}|{train_on}"] = c
+                results["cells"][cell_key(trainer, train_on, args.repeat)] = c
                 results_file.write_text(json.dumps(results, indent=1, default=float))
                 print(json.dumps({f"{trainer} on {train_on}": {s: c["test"][s]["metrics"]["dice"]["mean"]
                                                                for s in SOURCES}}), flush=True)
