@@ -224,12 +224,14 @@ def test_saturation_zero_makes_grey_and_channel_mixing_keeps_grey_grey():
     assert not torch.allclose(ChannelMixTransform(0.3)(image=colour.clone())["image"], colour)
 
 
-def test_coating_augmentation_paints_coating_after_the_spatial_transform_on_top_of_photo_augmentation(constructed):
+@pytest.mark.parametrize("name", ["nnUNetTrainerTUNetCoatingAug", "nnUNetTrainerAdamWCoatingAug"])
+def test_coating_augmentation_paints_coating_after_the_spatial_transform_on_top_of_photo_augmentation(constructed,
+                                                                                                        name):
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
     from nnunet_tongue.training.augmentation import CoatingTransform, SaturationTransform
 
-    trainer = constructed(trainers.nnUNetTrainerTUNetCoatingAug)
+    trainer = constructed(getattr(trainers, name))
     rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
                                                mirror_axes, dummy_2d)

@@ -4,6 +4,7 @@
 # Do not define classes in this folder; see docs/registration.md.
 from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerAdamW,
+    nnUNetTrainerAdamWCoatingAug,
     nnUNetTrainerFabiansUNet,
     nnUNetTrainerFabiansUNetSGD,
     nnUNetTrainerResUNet,

@@ -10,6 +10,7 @@ Product trainers (``-tr``), each building its network from nnU-Net's DEFAULT pla
 Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`, :class:`nnUNetTrainerTUNetLean`,
 :class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright`,
 :class:`nnUNetTrainerTUNetPhotoAug`, :class:`nnUNetTrainerTUNetCoatingAug` (the augmentation),
+:class:`nnUNetTrainerAdamWCoatingAug` (nnU-Net's network with AdamW and the coating augmentation),
 :class:`nnUNetTrainerTUNetFastPhotoAug` (both: the bundled model's recipe),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
@@ -192,6 +193,11 @@ class nnUNetTrainerTUNetCoatingAug(CoatingAugmentation, nnUNetTrainerTUNet):
     """T-Unet trained with :class:`CoatingAugmentation`: :class:`PhotoAugmentation` plus synthetic tongue coating."""
 
 
+class nnUNetTrainerAdamWCoatingAug(CoatingAugmentation, nnUNetTrainerAdamW):
+    """nnU-Net's own network with the plug-in AdamW (:class:`nnUNetTrainerAdamW`) trained with
+    :class:`CoatingAugmentation`."""
+
+
 class nnUNetTrainerTUNetFastPhotoAug(PhotoAugmentation, nnUNetTrainerTUNetFast):
     """The bundled model's recipe: the small :class:`nnUNetTrainerTUNetFast` network (fits the wheel's size
     limit in fp16) trained with :class:`PhotoAugmentation`."""
@@ -210,7 +216,7 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 
 
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
-PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
+PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
                     nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetNoTransformer,
                     nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetCoatingAug,
                     nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
