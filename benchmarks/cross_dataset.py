@@ -207,8 +207,9 @@ def markdown(results: dict) -> str:
              "photos the default run segmented a second time because the tongue's size was outside the "
              "training range.",
              "- rows *training N*: an N-th identical training (nnU-Net seeds nothing), the spread between "
-             "trainings below each table; where a cell has one training, differences below about half a point are "
-             "not evidence (on the BioHit tier two identical 96-step trainings differed by 0.29 Dice).", ""]
+             "trainings below each table; where a cell has one training, take the spread measured for the others "
+             "as a guide: differences below about a point on the unseen source, or half a point on the own one, "
+             "are not evidence.", ""]
     for trainer in sorted({c["trainer"] for c in results["cells"].values()}):
         rows = sorted((c for c in results["cells"].values() if c["trainer"] == trainer),
                       key=lambda c: (TRAIN_SETS.index(c["train_on"]), c.get("repeat", 1)))
