@@ -186,6 +186,19 @@ def _dice(stats: dict) -> str:
     return f"{100 * stats['mean']:.2f} ± {100 * stats['sd']:.2f} (min {100 * stats['min']:.2f})"
 
 
+def _row_label(c: dict) -> str:
+    return c["train_on"] + (f", training {c['repeat']}" if c.get("repeat", 1) > 1 else "")
+
+
+def _spread(repeats: list[dict]) -> str:
+    """Each training's mean Dice per test set and their range."""
+    parts = []
+    for s in SOURCES:
+        means = [100 * c["test"][s]["metrics"]["dice"]["mean"] for c in repeats]
+        parts.append(f"{s} " + " / ".join(f"{m:.2f}" for m in means) + f" (range {max(means) - min(means):.2f})")
+    return "; ".join(parts)
+
+
 def markdown(results: dict) -> str:
     cfg = results["budget"]
     lines = ["# Cross-dataset benchmark", "",
@@ -213,7 +226,6 @@ def markdown(results: dict) -> str:
     for trainer in sorted({c["trainer"] for c in results["cells"].values()}):
         rows = sorted((c for c in results["cells"].values() if c["trainer"] == trainer),
                       key=lambda c: (TRAIN_SETS.index(c["train_on"]), c.get("repeat", 1)))
-        label = {id(c): c["train_on"] + (f", training {c['repeat']}" if c.get("repeat", 1) > 1 else "") for c in rows}
         lines += [f"## {trainer}", "", "| trained on | " + " | ".join(f"Dice on {s} test" for s in SOURCES)
                   + " | " + " | ".join(f"HD95 on {s}" for s in SOURCES) + " | "
                   + " | ".join(f"Dice on {s} with --no-rescale (photos the default rescaled)" for s in SOURCES) + " | run |",
@@ -224,23 +236,20 @@ def markdown(results: dict) -> str:
                   for s in SOURCES]
             single = [f"{100 * c['test_single_pass'][s]['metrics']['dice']['mean']:.2f} ({c['test'][s]['n_rescaled']})"
                       if "test_single_pass" in c else "—" for s in SOURCES]
-            lines.append(f"| {label[id(c)]} | " + " | ".join(dice) + " | " + " | ".join(hd) + " | "
+            lines.append(f"| {_row_label(c)} | " + " | ".join(dice) + " | " + " | ".join(hd) + " | "
                          + " | ".join(single) + f" | {c['date']} |")
         lines += ["", "IoU and ASSD:", "", "| trained on | " + " | ".join(f"IoU on {s}" for s in SOURCES) + " | "
                   + " | ".join(f"ASSD on {s}" for s in SOURCES) + " |", "|---|" + "---|" * (2 * len(SOURCES))]
         for c in rows:
             m = {s: c["test"][s]["metrics"] for s in SOURCES}
-            lines.append(f"| {label[id(c)]} | " + " | ".join(f"{100 * m[s]['iou']['mean']:.2f}" for s in SOURCES)
+            lines.append(f"| {_row_label(c)} | " + " | ".join(f"{100 * m[s]['iou']['mean']:.2f}" for s in SOURCES)
                          + " | " + " | ".join(f"{m[s]['assd']['mean']:.2f}" for s in SOURCES) + " |")
         lines.append("")
         for train_on in TRAIN_SETS:
             repeats = [c for c in rows if c["train_on"] == train_on]
             if len(repeats) > 1:
-                spread = "; ".join(
-                    f"{s} " + " / ".join(f"{100 * c['test'][s]['metrics']['dice']['mean']:.2f}" for c in repeats)
-                    + f" (range {100 * (max(d := [c['test'][s]['metrics']['dice']['mean'] for c in repeats]) - min(d)):.2f})"
-                    for s in SOURCES)
-                lines += [f"Spread between the {len(repeats)} identical trainings on {train_on} (mean Dice): {spread}", ""]
+                lines += [f"Spread between the {len(repeats)} identical trainings on {train_on} (mean Dice): "
+                          f"{_spread(repeats)}", ""]
         for c in rows:
             for source in SOURCES:
                 if source != c["train_on"] and c["test"][source].get("worst_cases_png"):
