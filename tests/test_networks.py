@@ -253,6 +253,26 @@ def test_fabians_unet_has_v1_depth_profile_and_plain_decoder():
     assert all(len(stage.convs) == 1 for stage in net.decoder.stages)
 
 
+def test_width_cap_keeps_nnunets_plain_unet_and_caps_only_its_widest_stages():
+    patch = (192, 192)
+    default = default_plans_architecture(patch)  # 32, 64, 128, 256, 512, 512
+    capped = architecture_for("PlainConvUNet", default, patch, max_features=320)
+    assert capped["arch_kwargs"]["features_per_stage"] == [32, 64, 128, 256, 320, 320]
+    assert {k: v for k, v in capped["arch_kwargs"].items() if k != "features_per_stage"} == \
+        {k: v for k, v in default["arch_kwargs"].items() if k != "features_per_stage"}
+    net = build_from_architecture(capped)
+    widest = max(m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d))
+    assert type(net).__name__ == "PlainConvUNet" and widest == 320
+    assert sum(p.numel() for p in net.parameters()) < 11e6  # 20.6 M uncapped: 21 MB in float16, not 41 MB
+
+
+def test_width_cap_refuses_plans_of_another_network():
+    patch = (64, 96)
+    tunet_plans = architecture_for("TUNet", default_plans_architecture(patch), patch)
+    with pytest.raises(ValueError, match="PlainConvUNet plans"):
+        architecture_for("PlainConvUNet", tunet_plans, patch, max_features=320)
+
+
 def test_residual_unet_has_residual_decoder():
     net = build_from_architecture(architecture_for("ResUNet", default_plans_architecture((64, 96)), (64, 96)))
     assert isinstance(net, ResidualUNet) and isinstance(net.decoder, UNetResDecoder)

@@ -224,7 +224,29 @@ def test_saturation_zero_makes_grey_and_channel_mixing_keeps_grey_grey():
     assert not torch.allclose(ChannelMixTransform(0.3)(image=colour.clone())["image"], colour)
 
 
-@pytest.mark.parametrize("name", ["nnUNetTrainerTUNetCoatingAug", "nnUNetTrainerAdamWCoatingAug"])
+def test_unet320_trains_nnunets_network_at_most_320_wide_with_the_plug_in_optimiser(initialised, constructed,
+                                                                                     monkeypatch):
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+    assert trainers.nnUNetTrainerUNet320.network_options == {"max_features": 320}
+    # the synthetic dataset's small patch plans fewer, narrower stages: a lower cap shows the cap at work
+    monkeypatch.setattr(trainers.nnUNetTrainerUNet320, "network_options", {"max_features": 32})
+    planned = constructed(trainers.nnUNetTrainerAdamW).configuration_manager.configuration["architecture"]
+    planned = json.loads(json.dumps(planned))  # the plans as nnU-Net planned them (trainers write into them)
+    trainer = initialised(trainers.nnUNetTrainerUNet320)
+    written = trainer.plans_manager.plans["configurations"]["2d"]["architecture"]
+    assert written["arch_kwargs"]["features_per_stage"] == [min(f, 32) for f in planned["arch_kwargs"]["features_per_stage"]]
+    assert max(planned["arch_kwargs"]["features_per_stage"]) > 32
+    assert type(trainer.network) is PlainConvUNet
+    assert max(m.out_channels for m in trainer.network.modules() if isinstance(m, torch.nn.Conv2d)) == 32
+    rebuilt = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 3, 2, False)
+    assert rebuilt.state_dict().keys() == trainer.network.state_dict().keys()
+    assert all(rebuilt.state_dict()[k].shape == v.shape for k, v in trainer.network.state_dict().items())
+    assert isinstance(trainer.optimizer, GuardedAdamW) and isinstance(trainer.lr_scheduler, WarmupPolyLRScheduler)
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerTUNetCoatingAug", "nnUNetTrainerAdamWCoatingAug",
+                                  "nnUNetTrainerUNet320CoatingAug"])
 def test_coating_augmentation_paints_coating_after_the_spatial_transform_on_top_of_photo_augmentation(constructed,
                                                                                                         name):
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform

@@ -27,8 +27,9 @@ RESIDUAL_UNET = "dynamic_network_architectures.architectures.unet.ResidualUNet"
 FABIANS_UNET = "nnunet_tongue.networks.fabians_unet.FabiansUNet"
 TRANSFORMER_UNET = "nnunet_tongue.networks.tunet.TransformerUNet"
 
-#: plug-in network name -> dotted class path written into plans
-NETWORKS = {"ResUNet": RESIDUAL_UNET, "FabiansUNet": FABIANS_UNET, "TUNet": TRANSFORMER_UNET}
+#: plug-in network name -> dotted class path written into plans ("PlainConvUNet": nnU-Net's own, for width caps)
+NETWORKS = {"ResUNet": RESIDUAL_UNET, "FabiansUNet": FABIANS_UNET, "TUNet": TRANSFORMER_UNET,
+            "PlainConvUNet": PLAIN_CONV_UNET}
 
 RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)  # nnU-Net ResEnc encoder profile
 #: the T-Unet's transformer arguments; their defaults are :class:`TransformerUNet`'s
@@ -98,6 +99,18 @@ def _tunet_from_default_plans(source: dict, patch_size: Sequence[int], options: 
     return {**kwargs, **tunet_defaults(), **options, "token_size": token_size}
 
 
+def capped_plain_conv_unet(architecture: dict, max_features: int) -> dict:
+    """nnU-Net's PlainConvUNet entry with at most ``max_features`` feature maps per stage (stages, kernels,
+    strides and everything else as planned)."""
+    if architecture["network_class_name"] != PLAIN_CONV_UNET:
+        raise ValueError(f"a width cap applies to nnU-Net's PlainConvUNet plans, not {architecture['network_class_name']}: "
+                         "train on nnU-Net's default plans (no -p)")
+    capped = deepcopy(architecture)
+    capped["arch_kwargs"]["features_per_stage"] = [min(int(f), max_features)
+                                                   for f in capped["arch_kwargs"]["features_per_stage"]]
+    return capped
+
+
 def architecture_for(network: str, architecture: dict, patch_size: Sequence[int], **options) -> dict:
     """The plans ``architecture`` entry (``network_class_name``, ``arch_kwargs``, ``_kw_requires_import``) for
     a plug-in ``network`` with every constructor argument explicit.
@@ -105,8 +118,10 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
     ``architecture``: nnU-Net's default entry (translated), or an entry that already names ``network`` (a
     plug-in planner's; kept). ``options``: constructor overrides (a :data:`TUNET_VARIANTS` entry for the
     T-Unet), applied either way; a T-Unet token size that differs from the one the entry was planned for is
-    refused.
+    refused. ``PlainConvUNet`` takes one option, ``max_features`` (:func:`capped_plain_conv_unet`).
     """
+    if network == "PlainConvUNet":
+        return capped_plain_conv_unet(architecture, **options)
     class_name = NETWORKS[network]
     if architecture["network_class_name"] == class_name:
         planned = legacy_architecture(network, architecture, patch_size)

@@ -18,4 +18,6 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerTUNetPhotoAug,
     nnUNetTrainerTUNetToken8,
     nnUNetTrainerTUNetUpright,
+    nnUNetTrainerUNet320,
+    nnUNetTrainerUNet320CoatingAug,
 )

@@ -11,7 +11,9 @@ Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`,
 :class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright`,
 :class:`nnUNetTrainerTUNetPhotoAug`, :class:`nnUNetTrainerTUNetCoatingAug` (the augmentation),
 :class:`nnUNetTrainerAdamWCoatingAug` (nnU-Net's network with AdamW and the coating augmentation),
-:class:`nnUNetTrainerTUNetFastPhotoAug` (both: the bundled model's recipe),
+:class:`nnUNetTrainerUNet320` (that network capped at 320 features per stage), :class:`nnUNetTrainerUNet320CoatingAug`
+(with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerTUNetFastPhotoAug` (the recipe of
+the first bundled model),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
 """
@@ -199,8 +201,21 @@ class nnUNetTrainerAdamWCoatingAug(CoatingAugmentation, nnUNetTrainerAdamW):
 
 
 class nnUNetTrainerTUNetFastPhotoAug(PhotoAugmentation, nnUNetTrainerTUNetFast):
-    """The bundled model's recipe: the small :class:`nnUNetTrainerTUNetFast` network (fits the wheel's size
+    """The first bundled model's recipe: the small :class:`nnUNetTrainerTUNetFast` network (fits the wheel's size
     limit in fp16) trained with :class:`PhotoAugmentation`."""
+
+
+class nnUNetTrainerUNet320(AdamWWarmupTrainer, PlugInNetworkTrainer):
+    """nnU-Net's PlainConvUNet with at most 320 feature maps per stage (nnU-Net's cap for 3d; its 2d plans go to
+    512): about half the parameters (10.7 M instead of 20.6 M at 192 px), so it fits the wheel's size limit in
+    fp16; trained with the plug-in AdamW + warmup."""
+
+    network_name = "PlainConvUNet"
+    network_options = {"max_features": 320}
+
+
+class nnUNetTrainerUNet320CoatingAug(CoatingAugmentation, nnUNetTrainerUNet320):
+    """The bundled model's recipe: :class:`nnUNetTrainerUNet320` trained with :class:`CoatingAugmentation`."""
 
 
 class nnUNetTrainerResUNetSGD(PlugInNetworkTrainer):
@@ -216,7 +231,8 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 
 
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
-PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet, nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8,
-                    nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetNoTransformer,
+PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet,
+                    nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetNoTransformer,
                     nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetCoatingAug,
-                    nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320, nnUNetTrainerUNet320CoatingAug,
+                    nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
