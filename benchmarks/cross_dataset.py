@@ -47,9 +47,11 @@ SEGMENT_VARIANTS = {"rescaled": [], "single_pass": ["--no-rescale"]}
 BOTH = (513, "BioHitNTUST")
 TRAIN_SETS = [*SOURCES, "both"]
 #: the T-Unet, with photo augmentation, with synthetic coating on top of it, and the two controls: without its
-#: transformer; nnU-Net's network with AdamW; and that network with the coating augmentation
+#: transformer; nnU-Net's network with AdamW; that network with the coating augmentation, and 320 wide (the
+#: bundled model's recipe)
 TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug", "nnUNetTrainerTUNetCoatingAug",
-            "nnUNetTrainerTUNetNoTransformer", "nnUNetTrainerAdamW", "nnUNetTrainerAdamWCoatingAug"]
+            "nnUNetTrainerTUNetNoTransformer", "nnUNetTrainerAdamW", "nnUNetTrainerAdamWCoatingAug",
+            "nnUNetTrainerUNet320CoatingAug"]
 #: budgets: the CPU tier fits the 2-core machine; the GPU tier trains at the photos' own resolution, 1,200 steps
 TIERS = {"cpu": {"max_size": 192, "epochs": 16, "iterations": 12, "val_iterations": 3, "batch_size": 11,
                  "device": "cpu"},
