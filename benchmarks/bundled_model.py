@@ -1,17 +1,17 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # CPU, 2 cores: about 40 min of training, then scoring
+    python benchmarks/bundled_model.py            # CPU, 2 cores: 40-80 min of training, then scoring
     python benchmarks/bundled_model.py --score-only
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
    at 192 px with their split files, the two-source dataset (both sources' ``train`` cases only) planned and
    preprocessed by the stock command;
-2. ``nnUNetv2_train 513 2d all -tr nnUNetTrainerTUNetFastPhotoAug_<E>epochs_<I>its_3val_bs<B>``: every
+2. ``nnUNetv2_train 513 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs<B>``: every
    training case (fold ``all``), the budget and batch in the name;
-3. the final checkpoint packed as float16 safetensors into ``nnunet_tongue/models/bundled/<name>``
+3. the final checkpoint packed as float16 safetensors into ``nnunet_tongue/models/bundled/tongue-unet320``
    (:func:`nnunet_tongue.models.packed.pack`);
-4. ``nnunet-tongue segment`` (the bundled model, default settings) and ``nnunet-tongue evaluate`` on each
+4. ``nnunet-tongue segment -m <that folder>`` (default settings) and ``nnunet-tongue evaluate`` on each
    source's test photos at their original size, and on close-up crops of them (each test photo cut to a
    square 1.25 times the tongue's extent, so the tongue fills most of the frame, as in a phone close-up);
    the float32 checkpoint segments the same photos to check the float16 masks against it.
@@ -37,17 +37,19 @@ from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run, sta
 from cross_dataset import BOTH, SOURCES, dataset_name, docs_sheet, prepare, record_tongue_extent
 
 from nnunet_tongue.evaluation.metrics import dice
-from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
+from nnunet_tongue.models.store import BUNDLED_ROOT
 
-TRAINER = "nnUNetTrainerTUNetFastPhotoAug"
+TRAINER = "nnUNetTrainerUNet320CoatingAug"
+MODEL = "tongue-unet320"
 MAX_SIZE = 192
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
 CLOSE_UP_MARGIN = 1.25
 CARD = {
-    "description": "T-Unet (small: lean decoder, 384-wide transformer) trained on studio (BioHit) and clinical "
-                   "close-up (NTUST) tongue photos with photo augmentation; RGB photos of an open mouth with the "
-                   "tongue out.",
+    "description": "nnU-Net's PlainConvUNet (at most 320 feature maps per stage, 10.7 M parameters) trained with "
+                   "AdamW + warmup and the coating augmentation (photo augmentation plus synthetic white-to-yellow "
+                   "tongue coating) on studio (BioHit) and clinical close-up (NTUST) tongue photos; RGB photos of "
+                   "an open mouth with the tongue out.",
     "intended_use": "research and tongue-photo analysis (e.g. colour and coating measurements on the tongue "
                     "region, photo triage); not a medical device and not for diagnosis. Check the quality flags "
                     "and the overlay of each photo.",
@@ -124,7 +126,7 @@ def main() -> int:
     model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
     command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu"
-    bundled = BUNDLED_ROOT / DEFAULT_MODEL
+    bundled = BUNDLED_ROOT / MODEL
     if not args.score_only:
         if not checkpoint.exists():
             log = workdir / f"train_{dataset}_{budgeted}_all.log"
@@ -141,26 +143,27 @@ def main() -> int:
                          "training_tongue_extent_px": extent})
         staging = bundled.with_name(bundled.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
-        pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=DEFAULT_MODEL))
+        pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=MODEL))
         shutil.rmtree(bundled, ignore_errors=True)
         staging.rename(bundled)
         print(f"packed {bundled} ({sum(f.stat().st_size for f in bundled.iterdir()) / 2**20:.1f} MB)")
 
-    results: dict = {"model": DEFAULT_MODEL, "date": date.today().isoformat(), "test": {}, "close_up": {},
+    results: dict = {"model": MODEL, "date": date.today().isoformat(), "test": {}, "close_up": {},
                      "float16_vs_float32": {}}
     for source in SOURCES:
         photos = workdir / f"test_photos_{source}"
         truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
-        results["test"][source], half = score(workdir, env, f"bundled_{source}", photos, truth, [])
-        _, full = score(workdir, env, f"bundled_fp32_{source}", photos, truth, ["-m", str(model), "-f", "all"])
+        results["test"][source], half = score(workdir, env, f"{MODEL}_{source}", photos, truth, ["-m", str(bundled)])
+        _, full = score(workdir, env, f"{MODEL}_fp32_{source}", photos, truth, ["-m", str(model), "-f", "all"])
         agreement = [dice(np.asarray(Image.open(a)) > 0, np.asarray(Image.open(full / a.name)) > 0)
                      for a in sorted(half.glob("*.png"))]
         results["float16_vs_float32"][source] = {"n": len(agreement), "min_dice": float(min(agreement)),
                                                  "mean_dice": float(np.mean(agreement))}
         crops, crop_truth = close_ups(workdir, source)
-        results["close_up"][source], _ = score(workdir, env, f"bundled_closeup_{source}", crops, crop_truth, [])
+        results["close_up"][source], _ = score(workdir, env, f"{MODEL}_closeup_{source}", crops, crop_truth,
+                                               ["-m", str(bundled)])
         print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
-        sheet = workdir / f"evaluation_bundled_{source}" / "worst_cases.png"
+        sheet = workdir / f"evaluation_{MODEL}_{source}" / "worst_cases.png"
         if sheet.exists():
             results["test"][source]["worst_cases_jpg"] = f"img/models/{docs_sheet(sheet, f'bundled_{source}', IMG)}"
     card_file = bundled / "card.json"

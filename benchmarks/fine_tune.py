@@ -6,8 +6,9 @@ Steps (stock nnU-Net and nnunet-tongue commands, echoed and logged under ``--wor
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``), then a raw dataset holding the
    first ``--cases`` ``train`` cases of ``--source`` (in the split file's order), planned and preprocessed by
    the stock command;
-2. ``nnunet-tongue models export -o <workdir>/pretrained``: the bundled model as an nnU-Net model folder;
-3. ``nnUNetv2_train <id> 2d all -tr nnUNetTrainerTUNetFastPhotoAug_<E>epochs_<I>its_3val_bs<B>`` twice, same
+2. ``nnunet-tongue models export tongue-unet320 -o <workdir>/pretrained_tongue-unet320``: the bundled model as an
+   nnU-Net model folder;
+3. ``nnUNetv2_train <id> 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs<B>`` twice, same
    budget and batch: with ``-pretrained_weights <exported checkpoint>`` and from scratch;
 4. ``nnunet-tongue segment`` + ``evaluate`` of both on the source's whole test set, beside the bundled model
    as it is.
@@ -25,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run
-from bundled_model import MAX_SIZE, TRAINER, _replace_table, score
+from bundled_model import MAX_SIZE, MODEL, TRAINER, _replace_table, score
 from cross_dataset import SOURCES, dataset_name, prepare
 
 from nnunet_tongue.conversion import CONVERSION_KEY
@@ -70,16 +71,15 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset" / "cpu")
     p.add_argument("--data", type=Path, default=DATA)
     args = p.parse_args()
-    from nnunet_tongue.models.store import DEFAULT_MODEL
     from nnunet_tongue.training.budget import budget_trainer_name
 
     workdir = args.workdir
     prepare(workdir, MAX_SIZE, args.data)
     env = nnunet_env(workdir)
     dataset = small_dataset(workdir, env, args.source, args.cases, args.data)
-    pretrained_root = workdir / "pretrained"
+    pretrained_root = workdir / f"pretrained_{MODEL}"
     if not pretrained_root.exists():
-        run(["nnunet-tongue", "models", "export", DEFAULT_MODEL, "-o", str(pretrained_root)], env,
+        run(["nnunet-tongue", "models", "export", MODEL, "-o", str(pretrained_root)], env,
             workdir / "benchmark.log")
     pretrained = next(pretrained_root.glob("*/*/fold_all/checkpoint_final.pth"))
     budgeted = budget_trainer_name(TRAINER, args.epochs, args.iterations, 3, batch_size=args.batch_size)
@@ -94,9 +94,9 @@ def main() -> int:
         if not (model / "fold_all" / "checkpoint_final.pth").exists():
             run(["nnUNetv2_train", str(DATASET_ID), "2d", "all", "-tr", budgeted, "-device", "cpu", *extra], run_env,
                 workdir / f"train_{dataset}_{start_from}.log")
-        results["test"][start_from], _ = score(workdir, run_env, f"fine_tune_{start_from}_{args.source}", photos,
-                                               truth, ["-m", str(model), "-f", "all"])
-    results["test"]["bundled_as_is"], _ = score(workdir, env, f"bundled_{args.source}", photos, truth, [])
+        results["test"][start_from], _ = score(workdir, run_env, f"fine_tune_{budgeted}_{start_from}_{args.source}",
+                                               photos, truth, ["-m", str(model), "-f", "all"])
+    results["test"]["bundled_as_is"], _ = score(workdir, env, f"{MODEL}_{args.source}", photos, truth, ["-m", MODEL])
     (RESULTS / "fine_tune.json").write_text(json.dumps(results, indent=1, default=float))
     DOCS.write_text(_replace_table(DOCS.read_text(), markdown(results), "fine-tune-figures"))
     print(json.dumps({k: v["metrics"]["dice"]["mean"] for k, v in results["test"].items()}))

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=textwrap.dedent("""\
             examples:
               nnunet-tongue models                                  # list, with their held-out figures
-              nnunet-tongue models show tongue-tunet-small          # the whole card
+              nnunet-tongue models show tongue-unet320              # the whole card
               nnunet-tongue models install Dataset501.zip           # a zip of nnUNetv2_export_model_to_zip
               nnunet-tongue models export -o $nnUNet_results        # the bundled model as an nnU-Net model folder
             exit status: 0 done; 2 nothing done (bad arguments, unknown model, unusable zip)"""),

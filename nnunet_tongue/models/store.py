@@ -21,7 +21,7 @@ from nnunet_tongue.models.packed import ModelError, PackedModel, is_packed, pack
 #: packed models shipped inside the package
 BUNDLED_ROOT = Path(__file__).parent / "bundled"
 #: the model ``segment`` and ``app`` use when none is named
-DEFAULT_MODEL = "tongue-tunet-small"
+DEFAULT_MODEL = "tongue-unet320"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
