@@ -37,10 +37,9 @@ from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run, sta
 from cross_dataset import BOTH, SOURCES, dataset_name, docs_sheet, prepare, record_tongue_extent
 
 from nnunet_tongue.evaluation.metrics import dice
-from nnunet_tongue.models.store import BUNDLED_ROOT
+from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 
 TRAINER = "nnUNetTrainerUNet320CoatingAug"
-MODEL = "tongue-unet320"
 MAX_SIZE = 192
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
@@ -126,7 +125,7 @@ def main() -> int:
     model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
     command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu"
-    bundled = BUNDLED_ROOT / MODEL
+    bundled = BUNDLED_ROOT / DEFAULT_MODEL
     if not args.score_only:
         if not checkpoint.exists():
             log = workdir / f"train_{dataset}_{budgeted}_all.log"
@@ -143,27 +142,29 @@ def main() -> int:
                          "training_tongue_extent_px": extent})
         staging = bundled.with_name(bundled.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
-        pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=MODEL))
+        pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=DEFAULT_MODEL))
         shutil.rmtree(bundled, ignore_errors=True)
         staging.rename(bundled)
         print(f"packed {bundled} ({sum(f.stat().st_size for f in bundled.iterdir()) / 2**20:.1f} MB)")
 
-    results: dict = {"model": MODEL, "date": date.today().isoformat(), "test": {}, "close_up": {},
+    results: dict = {"model": DEFAULT_MODEL, "date": date.today().isoformat(), "test": {}, "close_up": {},
                      "float16_vs_float32": {}}
     for source in SOURCES:
         photos = workdir / f"test_photos_{source}"
         truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
-        results["test"][source], half = score(workdir, env, f"{MODEL}_{source}", photos, truth, ["-m", str(bundled)])
-        _, full = score(workdir, env, f"{MODEL}_fp32_{source}", photos, truth, ["-m", str(model), "-f", "all"])
+        results["test"][source], half = score(workdir, env, f"{DEFAULT_MODEL}_{source}", photos, truth,
+                                              ["-m", str(bundled)])
+        _, full = score(workdir, env, f"{DEFAULT_MODEL}_fp32_{source}", photos, truth,
+                        ["-m", str(model), "-f", "all"])
         agreement = [dice(np.asarray(Image.open(a)) > 0, np.asarray(Image.open(full / a.name)) > 0)
                      for a in sorted(half.glob("*.png"))]
         results["float16_vs_float32"][source] = {"n": len(agreement), "min_dice": float(min(agreement)),
                                                  "mean_dice": float(np.mean(agreement))}
         crops, crop_truth = close_ups(workdir, source)
-        results["close_up"][source], _ = score(workdir, env, f"{MODEL}_closeup_{source}", crops, crop_truth,
+        results["close_up"][source], _ = score(workdir, env, f"{DEFAULT_MODEL}_closeup_{source}", crops, crop_truth,
                                                ["-m", str(bundled)])
         print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
-        sheet = workdir / f"evaluation_{MODEL}_{source}" / "worst_cases.png"
+        sheet = workdir / f"evaluation_{DEFAULT_MODEL}_{source}" / "worst_cases.png"
         if sheet.exists():
             results["test"][source]["worst_cases_jpg"] = f"img/models/{docs_sheet(sheet, f'bundled_{source}', IMG)}"
     card_file = bundled / "card.json"

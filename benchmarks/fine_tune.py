@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run
-from bundled_model import MAX_SIZE, MODEL, TRAINER, _replace_table, score
+from bundled_model import MAX_SIZE, TRAINER, _replace_table, score
 from cross_dataset import SOURCES, dataset_name, prepare
 
 from nnunet_tongue.conversion import CONVERSION_KEY
@@ -71,15 +71,16 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset" / "cpu")
     p.add_argument("--data", type=Path, default=DATA)
     args = p.parse_args()
+    from nnunet_tongue.models.store import DEFAULT_MODEL
     from nnunet_tongue.training.budget import budget_trainer_name
 
     workdir = args.workdir
     prepare(workdir, MAX_SIZE, args.data)
     env = nnunet_env(workdir)
     dataset = small_dataset(workdir, env, args.source, args.cases, args.data)
-    pretrained_root = workdir / f"pretrained_{MODEL}"
+    pretrained_root = workdir / f"pretrained_{DEFAULT_MODEL}"
     if not pretrained_root.exists():
-        run(["nnunet-tongue", "models", "export", MODEL, "-o", str(pretrained_root)], env,
+        run(["nnunet-tongue", "models", "export", DEFAULT_MODEL, "-o", str(pretrained_root)], env,
             workdir / "benchmark.log")
     pretrained = next(pretrained_root.glob("*/*/fold_all/checkpoint_final.pth"))
     budgeted = budget_trainer_name(TRAINER, args.epochs, args.iterations, 3, batch_size=args.batch_size)
@@ -96,7 +97,8 @@ def main() -> int:
                 workdir / f"train_{dataset}_{start_from}.log")
         results["test"][start_from], _ = score(workdir, run_env, f"fine_tune_{budgeted}_{start_from}_{args.source}",
                                                photos, truth, ["-m", str(model), "-f", "all"])
-    results["test"]["bundled_as_is"], _ = score(workdir, env, f"{MODEL}_{args.source}", photos, truth, ["-m", MODEL])
+    results["test"]["bundled_as_is"], _ = score(workdir, env, f"{DEFAULT_MODEL}_{args.source}", photos, truth,
+                                                ["-m", DEFAULT_MODEL])
     (RESULTS / "fine_tune.json").write_text(json.dumps(results, indent=1, default=float))
     DOCS.write_text(_replace_table(DOCS.read_text(), markdown(results), "fine-tune-figures"))
     print(json.dumps({k: v["metrics"]["dice"]["mean"] for k, v in results["test"].items()}))

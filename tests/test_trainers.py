@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -232,11 +233,12 @@ def test_unet320_trains_nnunets_network_at_most_320_wide_with_the_plug_in_optimi
     # the synthetic dataset's small patch plans fewer, narrower stages: a lower cap shows the cap at work
     monkeypatch.setattr(trainers.nnUNetTrainerUNet320, "network_options", {"max_features": 32})
     planned = constructed(trainers.nnUNetTrainerAdamW).configuration_manager.configuration["architecture"]
-    planned = json.loads(json.dumps(planned))  # the plans as nnU-Net planned them (trainers write into them)
+    planned = copy.deepcopy(planned)  # the plans as nnU-Net planned them (trainers write into them)
     trainer = initialised(trainers.nnUNetTrainerUNet320)
     written = trainer.plans_manager.plans["configurations"]["2d"]["architecture"]
-    assert written["arch_kwargs"]["features_per_stage"] == [min(f, 32) for f in planned["arch_kwargs"]["features_per_stage"]]
-    assert max(planned["arch_kwargs"]["features_per_stage"]) > 32
+    planned_widths = planned["arch_kwargs"]["features_per_stage"]
+    assert written["arch_kwargs"]["features_per_stage"] == [min(f, 32) for f in planned_widths]
+    assert max(planned_widths) > 32
     assert type(trainer.network) is PlainConvUNet
     assert max(m.out_channels for m in trainer.network.modules() if isinstance(m, torch.nn.Conv2d)) == 32
     rebuilt = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 3, 2, False)

@@ -103,8 +103,8 @@ def capped_plain_conv_unet(architecture: dict, max_features: int) -> dict:
     """nnU-Net's PlainConvUNet entry with at most ``max_features`` feature maps per stage (stages, kernels,
     strides and everything else as planned)."""
     if architecture["network_class_name"] != PLAIN_CONV_UNET:
-        raise ValueError(f"a width cap applies to nnU-Net's PlainConvUNet plans, not {architecture['network_class_name']}: "
-                         "train on nnU-Net's default plans (no -p)")
+        raise ValueError("a width cap applies to nnU-Net's PlainConvUNet plans, not "
+                         f"{architecture['network_class_name']}: train on nnU-Net's default plans (no -p)")
     capped = deepcopy(architecture)
     capped["arch_kwargs"]["features_per_stage"] = [min(int(f), max_features)
                                                    for f in capped["arch_kwargs"]["features_per_stage"]]

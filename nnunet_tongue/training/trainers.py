@@ -232,7 +232,7 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
 PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet,
-                    nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast, nnUNetTrainerTUNetNoTransformer,
-                    nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug, nnUNetTrainerTUNetCoatingAug,
-                    nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320, nnUNetTrainerUNet320CoatingAug,
-                    nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast,
+                    nnUNetTrainerTUNetNoTransformer, nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug,
+                    nnUNetTrainerTUNetCoatingAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320,
+                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
