@@ -247,22 +247,47 @@ def test_unet320_trains_nnunets_network_at_most_320_wide_with_the_plug_in_optimi
     assert isinstance(trainer.optimizer, GuardedAdamW) and isinstance(trainer.lr_scheduler, WarmupPolyLRScheduler)
 
 
+def training_transforms(trainer) -> list:
+    """The trainer's training transforms, each unwrapped from its RandomTransform."""
+    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
+                                               mirror_axes, dummy_2d)
+    return [getattr(t, "transform", t) for t in composed.transforms]
+
+
 @pytest.mark.parametrize("name", ["nnUNetTrainerTUNetCoatingAug", "nnUNetTrainerAdamWCoatingAug",
-                                  "nnUNetTrainerUNet320CoatingAug"])
+                                  "nnUNetTrainerUNet320CoatingAug", "nnUNetTrainerAdamWDarkCoatingAug"])
 def test_coating_augmentation_paints_coating_after_the_spatial_transform_on_top_of_photo_augmentation(constructed,
                                                                                                         name):
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
     from nnunet_tongue.training.augmentation import CoatingTransform, SaturationTransform
 
-    trainer = constructed(getattr(trainers, name))
-    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-    composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
-                                               mirror_axes, dummy_2d)
-    kinds = [type(getattr(t, "transform", t)) for t in composed.transforms]
+    transforms = training_transforms(constructed(getattr(trainers, name)))
+    kinds = [type(t) for t in transforms]
     spatial = kinds.index(SpatialTransform)
     assert kinds[spatial + 1] is CoatingTransform and SaturationTransform in kinds
-    assert composed.transforms[spatial].scaling == (0.5, 1.8)  # the photo augmentation is kept
+    assert transforms[spatial].scaling == (0.5, 1.8)  # the photo augmentation is kept
+
+
+def test_dark_coating_variant_also_paints_coating_darker_than_the_tongue(constructed):
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    def lifts(name):
+        return next(t.lift for t in training_transforms(constructed(getattr(trainers, name)))
+                    if isinstance(t, CoatingTransform))
+
+    assert min(lifts("nnUNetTrainerAdamWCoatingAug")) >= 0 > min(lifts("nnUNetTrainerAdamWDarkCoatingAug"))
+
+
+def test_context_augmentation_zooms_out_onto_a_canvas_before_the_coating_is_painted(constructed):
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    from nnunet_tongue.training.augmentation import CoatingTransform, ContextCanvasTransform
+
+    kinds = [type(t) for t in training_transforms(constructed(trainers.nnUNetTrainerAdamWContextAug))]
+    spatial = kinds.index(SpatialTransform)
+    assert kinds[spatial + 1:spatial + 3] == [ContextCanvasTransform, CoatingTransform]
 
 
 def tongue_sample(height: int = 96, width: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,3 +319,41 @@ def test_coating_leaves_a_photo_without_tongue_unchanged():
     image, segmentation = tongue_sample()
     coated = CoatingTransform()(image=image.clone(), segmentation=torch.zeros_like(segmentation))
     assert torch.equal(coated["image"], image)
+
+
+def test_dark_coating_is_darker_than_the_tongue_it_covers():
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    torch.manual_seed(0)
+    image, segmentation = tongue_sample()
+    coated = CoatingTransform(lift=-1.0, yellow=0.0, opacity=1.0, sparsity=0.0)(image=image.clone(),
+                                                                                segmentation=segmentation)
+    assert (coated["image"] - image)[:, 22:35, 30:50].mean() < -0.5
+
+
+def test_context_canvas_shrinks_the_photo_and_its_mask_into_a_surrounding_labelled_background():
+    from nnunet_tongue.training.augmentation import ContextCanvasTransform
+
+    torch.manual_seed(0)
+    image, segmentation = tongue_sample()
+    for _ in range(10):
+        out = ContextCanvasTransform(shrink=0.5)(image=image.clone(), segmentation=segmentation.clone())
+        assert out["image"].shape == image.shape and out["segmentation"].shape == segmentation.shape
+        assert float(out["segmentation"].sum()) == pytest.approx(float(segmentation.sum()) / 4, rel=0.1)
+        rows, cols = torch.nonzero(out["segmentation"][0], as_tuple=True)
+        top, bottom, left, right = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+        tongue = out["image"][:, top:bottom, left:right]
+        expected = torch.nn.functional.interpolate(image[None, :, 20:80, 15:65], size=tongue.shape[1:],
+                                                   mode="area")[0]
+        assert (tongue - expected).abs().mean() < 0.5  # the photo's own pixels, shrunk (noise averages out)
+        outside = torch.ones_like(segmentation[0], dtype=torch.bool)
+        outside[max(0, top - 10):bottom + 10, max(0, left - 8):right + 8] = False  # the shrunk photo: 48x40
+        assert not torch.equal(out["image"][:, outside], image[:, outside])  # the surrounding is new
+
+
+def test_context_canvas_leaves_3d_samples_alone():
+    from nnunet_tongue.training.augmentation import ContextCanvasTransform
+
+    image, segmentation = torch.randn(1, 8, 16, 16), torch.ones(1, 8, 16, 16)
+    out = ContextCanvasTransform()(image=image.clone(), segmentation=segmentation.clone())
+    assert torch.equal(out["image"], image) and torch.equal(out["segmentation"], segmentation)

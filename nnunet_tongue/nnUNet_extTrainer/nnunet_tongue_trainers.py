@@ -5,6 +5,8 @@
 from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerAdamW,
     nnUNetTrainerAdamWCoatingAug,
+    nnUNetTrainerAdamWContextAug,
+    nnUNetTrainerAdamWDarkCoatingAug,
     nnUNetTrainerFabiansUNet,
     nnUNetTrainerFabiansUNetSGD,
     nnUNetTrainerResUNet,

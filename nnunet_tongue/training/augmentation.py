@@ -9,6 +9,9 @@
 - :class:`CoatingAugmentation`: :class:`PhotoAugmentation` plus synthetic tongue coating (a pale, white to
   yellow, textured patch painted over the middle and back of the labelled tongue), for training sets whose
   tongues are mostly uncoated: a model that learnt "pink = tongue" leaves the coating out.
+- :class:`DarkCoatingAugmentation`: the same coating, which may also be darker than the tongue (brown, shadowed).
+- :class:`ContextAugmentation`: :class:`CoatingAugmentation` plus zoom-outs onto a made-up surrounding (skin,
+  clothes), for training sets of close-ups that never show the face, chin or a towel below it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from batchgeneratorsv2.helpers.scalar_type import RandomScalar, sample_scalar
-from batchgeneratorsv2.transforms.base.basic_transform import ImageOnlyTransform
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, ImageOnlyTransform
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
@@ -95,10 +98,10 @@ class PhotoAugmentation(UprightPhotoAugmentation):
     def get_training_transforms(self, *args, **kwargs):
         composed = super().get_training_transforms(*args, **kwargs)
         transforms = composed.transforms
-        spatial = next(i for i, t in enumerate(transforms) if isinstance(t, SpatialTransform))
-        transforms[spatial].scaling = self.scaling
-        transforms[spatial].p_scaling = self.p_scaling
-        transforms[spatial + 1:spatial + 1] = [
+        after = _after_spatial(transforms)
+        transforms[after - 1].scaling = self.scaling
+        transforms[after - 1].p_scaling = self.p_scaling
+        transforms[after:after] = [
             RandomTransform(SaturationTransform(), apply_probability=self.p_colour),
             RandomTransform(ChannelMixTransform(), apply_probability=self.p_colour),
         ]
@@ -161,14 +164,98 @@ def coating_patch(tongue: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 class CoatingAugmentation(PhotoAugmentation):
-    """:class:`PhotoAugmentation` plus :class:`CoatingTransform` on a fraction ``p_coating`` of the samples,
-    painted before the colour changes (which then recolour the coating too)."""
+    """:class:`PhotoAugmentation` plus :class:`CoatingTransform` (lift ``coating_lift``, tint ``coating_yellow``)
+    on a fraction ``p_coating`` of the samples, painted before the colour changes (which then recolour the
+    coating too)."""
 
     p_coating = 0.4
+    coating_lift: RandomScalar = (0.0, 1.5)
+    coating_yellow: RandomScalar = (-0.1, 0.6)
 
     def get_training_transforms(self, *args, **kwargs):
         composed = super().get_training_transforms(*args, **kwargs)
         transforms = composed.transforms
-        spatial = next(i for i, t in enumerate(transforms) if isinstance(t, SpatialTransform))
-        transforms.insert(spatial + 1, RandomTransform(CoatingTransform(), apply_probability=self.p_coating))
+        coating = CoatingTransform(lift=self.coating_lift, yellow=self.coating_yellow)
+        transforms.insert(_after_spatial(transforms), RandomTransform(coating, apply_probability=self.p_coating))
         return composed
+
+
+class DarkCoatingAugmentation(CoatingAugmentation):
+    """:class:`CoatingAugmentation` whose coating may also be darker than the tongue's grey level and more
+    yellow: thick yellow-brown coating and the shadowed back of the tongue, which a paler-only coating never
+    shows."""
+
+    coating_lift = (-1.0, 1.5)
+    coating_yellow = (-0.1, 0.9)
+
+
+class ContextCanvasTransform(BasicTransform):
+    """Zoom out onto a made-up surrounding: the sample shrunk by ``shrink`` (a fraction of its height and
+    width) and placed at a random spot of a canvas of its own size; the canvas is background (label 0).
+
+    The canvas is a smooth field with a brightness gradient and texture (``texture`` standard deviations) around
+    one colour: with equal chance the mean colour of the sample's own background (lips, skin, chin rest in a
+    close-up), or a random level from dark to pale with a random cast (clothes, towels, walls). 2d only; other
+    samples pass unchanged.
+    """
+
+    def __init__(self, shrink: RandomScalar = (0.45, 0.85), texture: float = 0.3):
+        super().__init__()
+        self.shrink, self.texture = shrink, texture
+
+    def get_parameters(self, **data_dict) -> dict:
+        image, segmentation = data_dict["image"], data_dict.get("segmentation")
+        if image.ndim != 3 or segmentation is None:
+            return {"canvas": None}
+        channels, height, width = image.shape
+        shrink = sample_scalar(self.shrink, image)
+        small = (max(2, round(height * shrink)), max(2, round(width * shrink)))
+        corner = (int(torch.randint(0, height - small[0] + 1, ())), int(torch.randint(0, width - small[1] + 1, ())))
+        background = segmentation[0] == 0
+        if torch.rand(()) < 0.5 and background.any():
+            colour = image[:, background].mean(1)
+        else:
+            colour = (torch.rand(()) * 3 - 1.5) + (torch.rand(channels) - 0.5) * 0.6
+        rows = torch.linspace(-1, 1, height).view(-1, 1) * (torch.rand(()) - 0.5)
+        field = rows + self.texture * smooth_noise((height, width), cells=int(torch.randint(2, 9, ())))
+        canvas = colour.view(-1, 1, 1) + field + 0.5 * self.texture * torch.stack(
+            [smooth_noise((height, width), cells=width // 8) for _ in range(channels)])
+        return {"canvas": canvas, "small": small, "corner": corner}
+
+    @staticmethod
+    def _paste(background: torch.Tensor, content: torch.Tensor, mode: str, small: tuple[int, int],
+               corner: tuple[int, int], **_) -> torch.Tensor:
+        (h, w), (top, left) = small, corner
+        shrunk = F.interpolate(content[None].float(), size=(h, w), mode=mode,
+                               **({"align_corners": False, "antialias": True} if mode == "bilinear" else {}))[0]
+        background[:, top:top + h, left:left + w] = shrunk.to(background.dtype)
+        return background
+
+    def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
+        if params["canvas"] is None:
+            return img
+        return self._paste(params["canvas"].to(img), img, "bilinear", **params)
+
+    def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
+        if params["canvas"] is None:
+            return segmentation
+        return self._paste(torch.zeros_like(segmentation), segmentation, "nearest", **params)
+
+
+class ContextAugmentation(CoatingAugmentation):
+    """:class:`CoatingAugmentation` plus :class:`ContextCanvasTransform` on a fraction ``p_context`` of the
+    samples, right after the spatial transform (the coating and colour changes then apply to the whole canvas)."""
+
+    p_context = 0.3
+
+    def get_training_transforms(self, *args, **kwargs):
+        composed = super().get_training_transforms(*args, **kwargs)
+        transforms = composed.transforms
+        transforms.insert(_after_spatial(transforms),
+                          RandomTransform(ContextCanvasTransform(), apply_probability=self.p_context))
+        return composed
+
+
+def _after_spatial(transforms: list) -> int:
+    """The index just after nnU-Net's spatial transform in a list of transforms."""
+    return next(i for i, t in enumerate(transforms) if isinstance(t, SpatialTransform)) + 1

@@ -11,6 +11,8 @@ Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`,
 :class:`nnUNetTrainerTUNetFast` (the network), :class:`nnUNetTrainerTUNetUpright`,
 :class:`nnUNetTrainerTUNetPhotoAug`, :class:`nnUNetTrainerTUNetCoatingAug` (the augmentation),
 :class:`nnUNetTrainerAdamWCoatingAug` (nnU-Net's network with AdamW and the coating augmentation),
+:class:`nnUNetTrainerAdamWDarkCoatingAug`, :class:`nnUNetTrainerAdamWContextAug` (that, with coating that may be
+darker than the tongue, or with zoom-outs onto a made-up surrounding),
 :class:`nnUNetTrainerUNet320` (that network capped at 320 features per stage), :class:`nnUNetTrainerUNet320CoatingAug`
 (with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerTUNetFastPhotoAug` (the recipe of
 the first bundled model),
@@ -36,7 +38,13 @@ from nnunet_tongue.networks.from_plans import (
     legacy_architecture,
 )
 from nnunet_tongue.networks.tunet import cumulative_strides
-from nnunet_tongue.training.augmentation import CoatingAugmentation, PhotoAugmentation, UprightPhotoAugmentation
+from nnunet_tongue.training.augmentation import (
+    CoatingAugmentation,
+    ContextAugmentation,
+    DarkCoatingAugmentation,
+    PhotoAugmentation,
+    UprightPhotoAugmentation,
+)
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 
 
@@ -200,6 +208,16 @@ class nnUNetTrainerAdamWCoatingAug(CoatingAugmentation, nnUNetTrainerAdamW):
     :class:`CoatingAugmentation`."""
 
 
+class nnUNetTrainerAdamWDarkCoatingAug(DarkCoatingAugmentation, nnUNetTrainerAdamW):
+    """:class:`nnUNetTrainerAdamWCoatingAug` with :class:`DarkCoatingAugmentation`: the synthetic coating may
+    also be darker than the tongue (yellow-brown, shadowed)."""
+
+
+class nnUNetTrainerAdamWContextAug(ContextAugmentation, nnUNetTrainerAdamW):
+    """:class:`nnUNetTrainerAdamWCoatingAug` with :class:`ContextAugmentation`: zoom-outs onto a made-up
+    surrounding of skin or clothes, for close-ups that never show the face or chin."""
+
+
 class nnUNetTrainerTUNetFastPhotoAug(PhotoAugmentation, nnUNetTrainerTUNetFast):
     """The first bundled model's recipe: the small :class:`nnUNetTrainerTUNetFast` network (fits the wheel's size
     limit in fp16) trained with :class:`PhotoAugmentation`."""
@@ -231,7 +249,8 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
 
 
 #: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
-PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet,
+PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerAdamWDarkCoatingAug,
+                    nnUNetTrainerAdamWContextAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet,
                     nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast,
                     nnUNetTrainerTUNetNoTransformer, nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug,
                     nnUNetTrainerTUNetCoatingAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320,
