@@ -17,7 +17,8 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``
    the float32 checkpoint segments the same photos to check the float16 masks against it.
 
 Writes the figures into the model's card, ``benchmarks/results/bundled_model.json`` and the table in
-``docs/models.md``. A finished training is not repeated.
+``docs/models.md``. A finished training is not repeated; a stopped one resumes from its last epoch when the
+same command runs again (budget trainers save a checkpoint after every epoch, and the command passes ``--c``).
 """
 
 from __future__ import annotations
@@ -124,14 +125,14 @@ def main() -> int:
     dataset = dataset_name("both")
     model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
-    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu"
+    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu --c"  # --c: resume a stopped run
     bundled = BUNDLED_ROOT / DEFAULT_MODEL
     if not args.score_only:
         if not checkpoint.exists():
             log = workdir / f"train_{dataset}_{budgeted}_all.log"
             finish(*start(command.split(), env, log), log)
         logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-        train_s = logging["epoch_end_timestamps"][-1] - logging["epoch_start_timestamps"][0]
+        train_s = sum(np.subtract(logging["epoch_end_timestamps"], logging["epoch_start_timestamps"]))
         extent = record_tongue_extent(model, workdir / "raw" / dataset)
         card = dict(CARD, training={
             "command": f"python benchmarks/bundled_model.py (runs: {command})", "trainer": budgeted,

@@ -116,6 +116,11 @@ def test_budget_trainer_keeps_its_parents_optimiser_and_takes_the_budget_its_nam
     assert trainer.lr_scheduler.total_iterations == 24
 
 
+def test_budget_trainer_saves_a_checkpoint_to_resume_from_after_every_epoch(initialised):
+    assert initialised(budget_trainer("nnUNetTrainerUNet320_64epochs_12its")).save_every == 1  # nnU-Net's: 50
+    assert initialised(trainers.nnUNetTrainerUNet320).save_every == 50
+
+
 def test_budget_trainer_names_round_trip_and_unknown_ones_are_refused():
     name = budget_trainer_name("nnUNetTrainerTUNet", 32, 12, 3, 3e-4)
     assert name == "nnUNetTrainerTUNet_32epochs_12its_3val_lr0.0003"

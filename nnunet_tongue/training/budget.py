@@ -5,7 +5,8 @@
 ``num_val_iterations_per_epoch = V``, ``initial_lr = X`` and the plans' batch size replaced by ``B`` (to
 compare trainings on datasets of different sizes, for which nnU-Net plans different batches); everything else is the parent trainer, so a
 budget run compares networks and optimisers on equal terms, and the budget is in the output folder's name.
-On CUDA they also record the training's peak GPU memory in ``fold_N/cuda_memory.json``.
+They save a checkpoint after every epoch, so ``--c`` resumes them where they stopped. On CUDA they also record
+the training's peak GPU memory in ``fold_N/cuda_memory.json``.
 
 They are scaffolding for tests, the demo and benchmarks, not product trainers: their folder,
 :data:`nnunet_tongue.registration.BUDGET_TRAINER_FOLDER`, is added to ``nnUNet_extTrainer`` only by
@@ -42,13 +43,16 @@ def budget_trainer_name(trainer: str, epochs: int, iterations: int, val_iteratio
 
 
 class BudgetTrainer:
-    """Mixin: the budget in :attr:`budget` (trainer attribute -> value) set after the parent's defaults."""
+    """Mixin: the budget in :attr:`budget` (trainer attribute -> value) set after the parent's defaults, and
+    ``checkpoint_latest.pth`` written after every epoch (nnU-Net: every 50), so that a long CPU training stopped
+    at any point resumes from its last epoch with ``nnUNetv2_train ... --c``."""
 
     budget: dict = {}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.save_every = 1
         for attribute, value in self.budget.items():
             if attribute == "batch_size":  # nnU-Net reads it from the configuration in initialize()
                 self.plans_manager.plans["configurations"][configuration]["batch_size"] = value
