@@ -260,16 +260,19 @@ def test_read_only_output_folder_exits_2_and_writes_nothing(tmp_path, source):
     assert list(out.iterdir()) == [] and took < RUN_SECONDS
 
 
-def test_a_full_disk_fails_the_conversion_with_the_fix_leaves_nothing_and_the_same_command_then_works(source,
-                                                                                                    small_disk):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_disk_stops_the_conversion_with_the_fix_leaves_nothing_and_the_same_command_then_works(source,
+                                                                                                    small_disk,
+                                                                                                    workers):
     disk, grow = small_disk
     filler = fill_up(disk, leave=64 * 1024)  # room for a few cases of 32
     out = disk / "raw"
-    args = [*command(source, out, 2), "--max-size", "96"]
+    args = [*command(source, out, workers), "--max-size", "96"]
     result = run_to_the_end(args)
     said = result.stdout + result.stderr
     assert result.returncode == 1 and "Traceback" not in said, said
     assert "No space left on device" in said and "free disk space, or choose another output folder" in said
+    assert said.count("cannot write case") == 1 and "stopped: the disk is full" in said  # not one error per case
     assert not out.exists() or list(out.iterdir()) == []  # no staging folder, no half dataset
     filler.unlink()
     grow()

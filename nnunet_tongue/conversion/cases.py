@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,15 @@ from nnunet_tongue.conversion.report import ERROR, WARNING, CaseRecord, Problem,
 from nnunet_tongue.conversion.splits import TEST
 
 ON_INVERTED = ("fix", "fail", "keep")
+
+
+class OutputFull(Exception):
+    """The output's file system is full (or over quota): no later case can be written either, so the run stops.
+    Carries the case's error (:class:`Problem`)."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem)  # the only argument: pickled back from a worker process as it was
+        self.problem = problem
 #: EXIF orientations (tag 0x0112) and what they do to the stored pixels
 EXIF_TURNS = {
     2: "mirrored",
@@ -91,6 +101,8 @@ def convert_case_safely(task: CaseTask, options: CaseOptions, out_dir: Path | No
     files, so that one bad case cannot end the run without the report."""
     try:
         return convert_case(task, options, out_dir)
+    except OutputFull:
+        raise
     except Exception as exc:  # noqa: BLE001 -- reported, with the file, as an error of this case
         src = task.source
         name = display_path(src.image if src.image is not None else src.labelme, options.root)
@@ -227,7 +239,11 @@ def _write(out_dir: Path, task: CaseTask, rgb: np.ndarray, tongue: np.ndarray, f
         Image.fromarray(rgb).save(image_file, compress_level=PNG_COMPRESS_LEVEL)
         Image.fromarray(tongue.astype(np.uint8)).save(label_file, compress_level=PNG_COMPRESS_LEVEL)
     except OSError as exc:
-        found.error(str(out_dir), f"cannot write case {task.case_id} ({exc})", "free disk space, or choose another output folder")
+        problem = Problem(ERROR, str(out_dir), f"cannot write case {task.case_id} ({exc})",
+                          "free disk space, or choose another output folder")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutputFull(problem) from None
+        found.problems.append(problem)
         return False
     return True
 

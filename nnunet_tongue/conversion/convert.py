@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_tongue.conversion.cases import ON_INVERTED, CaseOptions, CaseTask, convert_case_safely
+from nnunet_tongue.conversion.cases import ON_INVERTED, CaseOptions, CaseTask, OutputFull, convert_case_safely
 from nnunet_tongue.conversion.layouts import LAYOUTS, discover
 from nnunet_tongue.conversion.naming import case_id
 from nnunet_tongue.conversion.output import (
@@ -259,8 +259,9 @@ def _run(
 ) -> tuple[list[CaseRecord], list[Problem]]:
     """Convert (or check) all cases, in ``workers`` processes (default: one per CPU), with a progress bar.
 
-    On an interruption the cases not started are cancelled and the workers ended at once; a worker that dies
-    (killed, out of memory) is reported as an error.
+    On an interruption the cases not started are cancelled and the workers ended at once; so they are when the
+    output's disk fills up (one error, not one per case left); a worker that dies (killed, out of memory) is
+    reported as an error.
     """
     workers = min(workers or _cpu_count(), max(1, len(tasks)))
     records, problems = [], []
@@ -272,9 +273,17 @@ def _run(
             state.done += 1
             bar.update()
 
+        def stop(full: OutputFull) -> None:
+            problems.extend([full.problem, Problem(
+                ERROR, str(out_dir), f"stopped: the disk is full, {len(tasks) - state.done} of {len(tasks)} case(s) "
+                "not converted", "free disk space, or choose another output folder, and run the same command again")])
+
         if workers == 1:
-            for task in tasks:
-                collect(convert_case_safely(task, options, out_dir))
+            try:
+                for task in tasks:
+                    collect(convert_case_safely(task, options, out_dir))
+            except OutputFull as full:
+                stop(full)
         else:
             inherited = lock.identity() if lock is not None else None
             pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(), inherited))
@@ -282,6 +291,10 @@ def _run(
                 futures = [pool.submit(convert_case_safely, t, options, out_dir) for t in tasks]
                 for future in as_completed(futures):
                     collect(future.result())
+            except OutputFull as full:
+                with _signals_held():
+                    _stop_pool(pool)
+                stop(full)
             except BrokenProcessPool:
                 with _signals_held():
                     _stop_pool(pool)
