@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run, start, finish
+from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, resolution_ceiling, run, start, finish
 from cross_dataset import BOTH, SOURCES, dataset_name, docs_sheet, prepare, record_tongue_extent
 
 from nnunet_tongue.evaluation.metrics import dice
@@ -86,6 +86,13 @@ def close_ups(workdir: Path, source: str) -> tuple[Path, Path]:
         Image.fromarray((mask[y0:y0 + side, x0:x0 + side] * 255).astype(np.uint8)).save(staging / gt.name)
     staging.rename(masks)
     return photos, masks
+
+
+def bundled_tag() -> str:
+    """The packed bundled model's name and the budgeted trainer it was trained with (from its card): the prefix
+    of its score folders, so that a retrained model is never scored from an earlier model's cached masks."""
+    card = json.loads((BUNDLED_ROOT / DEFAULT_MODEL / "card.json").read_text())
+    return f"{DEFAULT_MODEL}_{card['training']['trainer']}"
 
 
 def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: list[str]) -> tuple[dict, Path]:
@@ -148,24 +155,27 @@ def main() -> int:
         staging.rename(bundled)
         print(f"packed {bundled} ({sum(f.stat().st_size for f in bundled.iterdir()) / 2**20:.1f} MB)")
 
-    results: dict = {"model": DEFAULT_MODEL, "date": date.today().isoformat(), "test": {}, "close_up": {},
-                     "float16_vs_float32": {}}
+    tag = bundled_tag()
+    results: dict = {"model": DEFAULT_MODEL, "date": date.today().isoformat(), "test": {}, "mirrored": {},
+                     "close_up": {}, "float16_vs_float32": {}, "resolution_ceiling": {}}
     for source in SOURCES:
         photos = workdir / f"test_photos_{source}"
         truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
-        results["test"][source], half = score(workdir, env, f"{DEFAULT_MODEL}_{source}", photos, truth,
-                                              ["-m", str(bundled)])
-        _, full = score(workdir, env, f"{DEFAULT_MODEL}_fp32_{source}", photos, truth,
-                        ["-m", str(model), "-f", "all"])
+        results["test"][source], half = score(workdir, env, f"{tag}_{source}", photos, truth, ["-m", str(bundled)])
+        results["mirrored"][source], _ = score(workdir, env, f"{tag}_mirrored_{source}", photos, truth,
+                                               ["-m", str(bundled), "--mirroring"])
+        results["resolution_ceiling"][source] = resolution_ceiling(workdir / "raw" / dataset_name(source) / "labelsTs",
+                                                                    truth)
+        _, full = score(workdir, env, f"{tag}_fp32_{source}", photos, truth, ["-m", str(model), "-f", "all"])
         agreement = [dice(np.asarray(Image.open(a)) > 0, np.asarray(Image.open(full / a.name)) > 0)
                      for a in sorted(half.glob("*.png"))]
         results["float16_vs_float32"][source] = {"n": len(agreement), "min_dice": float(min(agreement)),
                                                  "mean_dice": float(np.mean(agreement))}
         crops, crop_truth = close_ups(workdir, source)
-        results["close_up"][source], _ = score(workdir, env, f"{DEFAULT_MODEL}_closeup_{source}", crops, crop_truth,
+        results["close_up"][source], _ = score(workdir, env, f"{tag}_closeup_{source}", crops, crop_truth,
                                                ["-m", str(bundled)])
         print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
-        sheet = workdir / f"evaluation_{DEFAULT_MODEL}_{source}" / "worst_cases.png"
+        sheet = workdir / f"evaluation_{tag}_{source}" / "worst_cases.png"
         if sheet.exists():
             results["test"][source]["worst_cases_jpg"] = f"img/models/{docs_sheet(sheet, f'bundled_{source}', IMG)}"
     card_file = bundled / "card.json"
@@ -198,9 +208,15 @@ def markdown(results: dict) -> str:
         lines.append(_row(name, results["test"][source]))
     for source, name in (("biohit", "BioHit test, close-up crops"), ("ntust", "NTUST test, close-up crops")):
         lines.append(_row(name, results["close_up"][source]))
+    for source, name in (("biohit", "BioHit test, test-time mirroring"), ("ntust", "NTUST test, test-time mirroring")):
+        lines.append(_row(name, results["mirrored"][source]))
     agreement = "; ".join(f"{s}: min {100 * a['min_dice']:.3f} %, mean {100 * a['mean_dice']:.3f} % over {a['n']} photos"
                           for s, a in results["float16_vs_float32"].items())
-    lines += ["", f"float16 (shipped) vs float32 masks, Dice: {agreement}.", ""]
+    ceiling = "; ".join(f"{s}: {c['mean']:.2f} ± {c['sd']:.2f} (worst {c['min']:.2f})"
+                        for s, c in results["resolution_ceiling"].items())
+    lines += ["", f"float16 (shipped) vs float32 masks, Dice: {agreement}.", "",
+              f"Resolution ceiling, Dice % (the test masks downscaled to the training size, {MAX_SIZE} px, and brought "
+              f"back the way `segment` does: the best a perfect model can score at this scale): {ceiling}.", ""]
     lines += [f"![worst {name}](" + results["test"][source]["worst_cases_jpg"] + ")"
               for source, name in (("biohit", "BioHit test cases"), ("ntust", "NTUST test cases"))
               if "worst_cases_jpg" in results["test"][source]]

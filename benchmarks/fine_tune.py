@@ -6,7 +6,7 @@ Steps (stock nnU-Net and nnunet-tongue commands, echoed and logged under ``--wor
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``), then a raw dataset holding the
    first ``--cases`` ``train`` cases of ``--source`` (in the split file's order), planned and preprocessed by
    the stock command;
-2. ``nnunet-tongue models export tongue-unet320 -o <workdir>/pretrained_tongue-unet320``: the bundled model as an
+2. ``nnunet-tongue models export tongue-unet320 -o <workdir>/pretrained_tongue-unet320_<its trainer>``: the bundled model as an
    nnU-Net model folder;
 3. ``nnUNetv2_train <id> 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs<B>`` twice, same
    budget and batch: with ``-pretrained_weights <exported checkpoint>`` and from scratch;
@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run
-from bundled_model import MAX_SIZE, TRAINER, _replace_table, score
+from bundled_model import MAX_SIZE, TRAINER, _replace_table, bundled_tag, score
 from cross_dataset import SOURCES, dataset_name, prepare
 
 from nnunet_tongue.conversion import CONVERSION_KEY
@@ -78,7 +78,8 @@ def main() -> int:
     prepare(workdir, MAX_SIZE, args.data)
     env = nnunet_env(workdir)
     dataset = small_dataset(workdir, env, args.source, args.cases, args.data)
-    pretrained_root = workdir / f"pretrained_{DEFAULT_MODEL}"
+    tag = bundled_tag()  # the packed model's own folders: a retrained bundled model is fine-tuned afresh
+    pretrained_root = workdir / f"pretrained_{tag}"
     if not pretrained_root.exists():
         run(["nnunet-tongue", "models", "export", DEFAULT_MODEL, "-o", str(pretrained_root)], env,
             workdir / "benchmark.log")
@@ -89,15 +90,16 @@ def main() -> int:
     results = {"date": date.today().isoformat(), "source": args.source, "cases": args.cases, "trainer": budgeted,
                "test": {}}
     for start_from, extra in (("bundled", ["-pretrained_weights", str(pretrained)]), ("scratch", [])):
-        results_root = workdir / f"results_fine_tune_{start_from}"
+        results_root = workdir / ("results_fine_tune_scratch" if start_from == "scratch" else f"results_fine_tune_{tag}")
         run_env = nnunet_env(workdir, nnUNet_results=str(results_root))
         model = results_root / dataset / f"{budgeted}__nnUNetPlans__2d"
         if not (model / "fold_all" / "checkpoint_final.pth").exists():
             run(["nnUNetv2_train", str(DATASET_ID), "2d", "all", "-tr", budgeted, "-device", "cpu", *extra], run_env,
                 workdir / f"train_{dataset}_{start_from}.log")
-        results["test"][start_from], _ = score(workdir, run_env, f"fine_tune_{budgeted}_{start_from}_{args.source}",
+        origin = "scratch" if start_from == "scratch" else tag
+        results["test"][start_from], _ = score(workdir, run_env, f"fine_tune_{budgeted}_{origin}_{args.source}",
                                                photos, truth, ["-m", str(model), "-f", "all"])
-    results["test"]["bundled_as_is"], _ = score(workdir, env, f"{DEFAULT_MODEL}_{args.source}", photos, truth,
+    results["test"]["bundled_as_is"], _ = score(workdir, env, f"{tag}_{args.source}", photos, truth,
                                                 ["-m", DEFAULT_MODEL])
     (RESULTS / "fine_tune.json").write_text(json.dumps(results, indent=1, default=float))
     DOCS.write_text(_replace_table(DOCS.read_text(), markdown(results), "fine-tune-figures"))
