@@ -90,13 +90,13 @@ def main() -> int:
     results = {"date": date.today().isoformat(), "source": args.source, "cases": args.cases, "trainer": budgeted,
                "test": {}}
     for start_from, extra in (("bundled", ["-pretrained_weights", str(pretrained)]), ("scratch", [])):
-        results_root = workdir / ("results_fine_tune_scratch" if start_from == "scratch" else f"results_fine_tune_{tag}")
+        origin = "scratch" if start_from == "scratch" else tag
+        results_root = workdir / f"results_fine_tune_{origin}"
         run_env = nnunet_env(workdir, nnUNet_results=str(results_root))
         model = results_root / dataset / f"{budgeted}__nnUNetPlans__2d"
         if not (model / "fold_all" / "checkpoint_final.pth").exists():
             run(["nnUNetv2_train", str(DATASET_ID), "2d", "all", "-tr", budgeted, "-device", "cpu", *extra], run_env,
                 workdir / f"train_{dataset}_{start_from}.log")
-        origin = "scratch" if start_from == "scratch" else tag
         results["test"][start_from], _ = score(workdir, run_env, f"fine_tune_{budgeted}_{origin}_{args.source}",
                                                photos, truth, ["-m", str(model), "-f", "all"])
     results["test"]["bundled_as_is"], _ = score(workdir, env, f"{tag}_{args.source}", photos, truth,
