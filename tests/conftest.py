@@ -25,6 +25,12 @@ def make_workspace(root: Path, **extra: str) -> NnUNetWorkspace:
     return NnUNetWorkspace(root, processes=1, extra={"OMP_NUM_THREADS": "2", **extra}).create()
 
 
+def with_results_in(nnunet: NnUNetWorkspace, results: Path) -> NnUNetWorkspace:
+    """``nnunet`` with ``nnUNet_results`` at ``results``: a training only one test uses goes into that test's
+    ``tmp_path``, which pytest removes once the test passed (a T-Unet's checkpoints take about 0.6 GB)."""
+    return type(nnunet)(nnunet.root, processes=nnunet.processes, extra=dict(nnunet.extra, nnUNet_results=str(results)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def interrupts_reach_the_commands():
     """A shell that starts pytest in the background makes it ignore SIGINT, and the commands the tests interrupt

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import with_results_in
 from nnunet_tongue.evaluation.metrics import dice
 
 pytestmark = pytest.mark.integration
@@ -37,19 +38,21 @@ def test_tunet_trains_and_predicts_above_chance(trained_tongue_model):
 
 
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerResUNet_4epochs_10its_2val", "nnUNetTrainerFabiansUNet_4epochs_10its_2val"])
-def test_residual_unets_train_and_predict_above_chance(planned_synthetic, trainer):
-    planned_synthetic.run("nnUNetv2_train", "999", "2d", "0", "-tr", trainer, "-device", "cpu")
-    assert predict_and_score(planned_synthetic, trainer, f"pred_{trainer}") > ABOVE_CHANCE
+def test_residual_unets_train_and_predict_above_chance(planned_synthetic, trainer, tmp_path):
+    nnunet = with_results_in(planned_synthetic, tmp_path / "results")
+    nnunet.run("nnUNetv2_train", "999", "2d", "0", "-tr", trainer, "-device", "cpu")
+    assert predict_and_score(nnunet, trainer, f"pred_{trainer}") > ABOVE_CHANCE
 
 
-def test_training_resumes_with_c_from_its_checkpoint_and_keeps_the_log_before_it(trained_tongue_model):
+def test_training_resumes_with_c_from_its_checkpoint_and_keeps_the_log_before_it(trained_tongue_model, tmp_path):
     """A 4-epoch run's checkpoint, as the latest checkpoint of a 6-epoch run stopped after epoch 4: ``--c``
     trains epochs 5 and 6 only, on top of the first 4 epochs' log."""
     import shutil
 
-    nnunet, done = trained_tongue_model.nnunet, trained_tongue_model.model_folder
+    nnunet = with_results_in(trained_tongue_model.nnunet, tmp_path / "results")
+    done = trained_tongue_model.model_folder
     longer = "nnUNetTrainerTUNet_6epochs_10its_2val"
-    folder = done.parent / f"{longer}__nnUNetPlans__2d"
+    folder = tmp_path / "results" / done.parent.name / f"{longer}__nnUNetPlans__2d"
     shutil.copytree(done, folder, ignore=shutil.ignore_patterns("validation", "checkpoint_*.pth"))
     shutil.copy(done / "fold_0" / "checkpoint_final.pth", folder / "fold_0" / "checkpoint_latest.pth")
     before = torch.load(done / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
@@ -73,17 +76,16 @@ def test_validation_only_with_npz(trained_tongue_model):
     assert summary["foreground_mean"]["Dice"] > ABOVE_CHANCE
 
 
-def test_plugin_planner_plans_are_used_by_stock_train_and_predict(planned_synthetic):
-    nnunet = planned_synthetic
+def test_plugin_planner_plans_are_used_by_stock_train_and_predict(planned_synthetic, tmp_path):
+    nnunet = with_results_in(planned_synthetic, tmp_path / "results")
     nnunet.run("nnunet-tongue", "plan_and_preprocess", "-d", "999", "-pl", "TUNet", "-npfp", "1", "-np", "1",
                "--no_pbar")
     plans = json.loads((nnunet.preprocessed / "Dataset999_SyntheticTongue" / "nnUNetTongueTUNetPlans.json").read_text())
     assert plans["configurations"]["2d"]["architecture"]["network_class_name"].endswith("TransformerUNet")
     trainer = "nnUNetTrainerTUNet_1epochs_2its_1val"
-    short = nnunet
-    short.run("nnUNetv2_train", "999", "2d", "0", "-tr", trainer, "-p", "nnUNetTongueTUNetPlans", "-device", "cpu")
+    nnunet.run("nnUNetv2_train", "999", "2d", "0", "-tr", trainer, "-p", "nnUNetTongueTUNetPlans", "-device", "cpu")
     out = nnunet.root / "pred_plugin_plans"
-    short.run("nnUNetv2_predict", "-i", str(nnunet.raw / "Dataset999_SyntheticTongue" / "imagesTs"), "-o", str(out),
+    nnunet.run("nnUNetv2_predict", "-i", str(nnunet.raw / "Dataset999_SyntheticTongue" / "imagesTs"), "-o", str(out),
               "-d", "999", "-c", "2d", "-f", "0", "-tr", trainer, "-p", "nnUNetTongueTUNetPlans", "-device", "cpu",
               "-npp", "1", "-nps", "1")
     assert len(list(out.glob("*.png"))) == 4
@@ -110,7 +112,7 @@ def test_gpu_trained_checkpoint_predicts_on_cpu(trained_tongue_model, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):  # the copy really is CUDA-tagged
             torch.load(checkpoint, weights_only=False)
-    on_gpu_copy = type(nnunet)(nnunet.root, processes=1, extra=dict(nnunet.extra, nnUNet_results=str(results)))
+    on_gpu_copy = with_results_in(nnunet, results)
     assert predict_and_score(on_gpu_copy, trained_tongue_model.trainer, "pred_from_cuda_checkpoint") > ABOVE_CHANCE
 
 
@@ -118,7 +120,7 @@ def test_fine_tuning_from_a_tunet_planned_for_another_patch_size(trained_tongue_
     """``-pretrained_weights`` across patch sizes: the position embedding is learnt at a fixed token grid."""
     from nnunet_tongue.synthetic import write_raw_dataset
 
-    nnunet = trained_tongue_model.nnunet
+    nnunet = with_results_in(trained_tongue_model.nnunet, tmp_path / "results")
     write_raw_dataset(nnunet.raw, 998, n_train=8, n_test=2, width=160, height=128)
     nnunet.run("nnUNetv2_plan_and_preprocess", "-d", "998", "-c", "2d", "-npfp", "1", "-np", "1")
     plans = json.loads((nnunet.preprocessed / "Dataset998_SyntheticTongue" / "nnUNetPlans.json").read_text())
@@ -128,7 +130,7 @@ def test_fine_tuning_from_a_tunet_planned_for_another_patch_size(trained_tongue_
     trainer = "nnUNetTrainerTUNet_1epochs_2its_1val"
     nnunet.run("nnUNetv2_train", "998", "2d", "0", "-tr", trainer, "-device", "cpu",
                "-pretrained_weights", str(pretrained))
-    tuned = nnunet.results / "Dataset998_SyntheticTongue" / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+    tuned = tmp_path / "results" / "Dataset998_SyntheticTongue" / f"{trainer}__nnUNetPlans__2d" / "fold_0"
     weights = torch.load(tuned / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     source = torch.load(pretrained, map_location="cpu", weights_only=False)["network_weights"]
     # two small steps from the pretrained weights (a fresh initialisation would differ by about 140 %)
