@@ -123,6 +123,18 @@ def run_to_the_end(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
+def test_stopping_the_pool_while_its_manager_thread_is_being_started_does_not_fail():
+    """Ctrl-C can land inside ``pool.submit()`` after the manager thread is made and before it runs."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nnunet_tongue.conversion.convert import _stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=1)
+    pool._executor_manager_thread = threading.Thread(target=lambda: None)  # made, never started
+    _stop_pool(pool)
+
+
 # ---------------------------------------------------------------- signals at random points
 
 

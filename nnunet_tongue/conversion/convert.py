@@ -349,7 +349,7 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
             process.kill()
     for process in processes:
         process.join(5)
-    if manager is not None:
+    if manager is not None and manager.ident is not None:  # a signal can come while submit() is starting it
         manager.join(5)
 
 
