@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from conftest import SHARED_DATA
 from nnunet_tongue import cli
+from nnunet_tongue.evaluation import figures
 from nnunet_tongue.evaluation.cases import EvaluationError, find_photos
 from nnunet_tongue.evaluation.evaluate import REPORT_FILES, evaluate_folders, main
 from nnunet_tongue.evaluation.metrics import binary_metrics
@@ -264,6 +265,19 @@ def test_worst_means_lowest_overlap_and_largest_distance(tmp_path):
     assert summary["metrics"]["dice"]["worst_value"] == summary["metrics"]["dice"]["min"]
     assert summary["metrics"]["hd95"]["worst_value"] == summary["metrics"]["hd95"]["max"]
     assert summary["metrics"]["dice"]["worst_case"] == summary["metrics"]["hd95"]["worst_case"] == "10"
+
+
+@pytest.mark.parametrize("inside_cwd", [True, False])
+def test_worst_case_sheet_title_names_the_prediction_folder_without_the_machines_path(tmp_path, monkeypatch,
+                                                                                     inside_cwd):
+    pred_dir, gt_dir = make_pair(tmp_path, three_cases())
+    titles: list[str] = []
+    monkeypatch.setattr(figures, "contact_sheet", lambda tiles, out, title: titles.append(title))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path if inside_cwd else elsewhere)
+    evaluate_folders(pred_dir.resolve(), gt_dir, tmp_path / "report", worst=2, workers=1)
+    assert titles == [f"2 lowest-Dice case(s) of 3: {'pred' if inside_cwd else pred_dir.resolve()}"]
 
 
 def test_worker_processes_give_the_same_numbers(tmp_path):

@@ -170,7 +170,7 @@ def evaluate_folders(
     try:
         report.write_csv(rows, out_dir / files["per_case_csv"])
         if worst > 0:
-            title = f"{len(ranked)} lowest-Dice case(s) of {len(rows)}: {pred_dir}"
+            title = f"{len(ranked)} lowest-Dice case(s) of {len(rows)}: {_shown(pred_dir)}"
             figures.contact_sheet(_worst_tiles(ranked, jobs, photos), out_dir / files["worst_cases_png"], title)
         figures.dice_histogram([row["dice"] for row in rows], out_dir / files["dice_histogram_png"])
         report.write_json(summary, out_dir / files["summary_json"])  # last: a report without it is unfinished
@@ -182,6 +182,15 @@ def evaluate_folders(
                               "kept there: free space on that disk or choose another output folder (-o), then "
                               "run the command again") from None
     return summary
+
+
+def _shown(folder: Path) -> str:
+    """``folder`` as a sheet title names it: relative to the working directory when it lies under it, so that a
+    shared sheet does not carry this machine's absolute paths."""
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
