@@ -21,7 +21,8 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``
 Writes ``benchmarks/results/cross_dataset_<tier>.json`` (merged with earlier runs of other cells),
 worst-case sheets under ``docs/img/cross_dataset/`` and regenerates ``docs/cross_dataset.md`` (GPU tier:
 ``docs/cross_dataset_gpu.md``), with ``benchmarks/results/cross_dataset_<tier>_findings.md`` appended. A finished
-training or evaluation is not repeated when the command runs again.
+training or evaluation is not repeated when the command runs again; a stopped training resumes from its last
+epoch (``--c``).
 """
 
 from __future__ import annotations
@@ -138,10 +139,12 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str, repeat: int = 1)
     env = nnunet_env(workdir, nnUNet_results=str(results))
     model = results / dataset / f"{budgeted}__nnUNetPlans__2d"
     timing = workdir / f"train_{dataset}_{budgeted}{suffix}.json"
-    if not timing.exists():
+    if not timing.exists():  # --c: a stopped training resumes from its last epoch
         log = workdir / f"train_{dataset}_{budgeted}{suffix}.log"
-        timing.write_text(json.dumps(finish(*start(["nnUNetv2_train", dataset.split("_")[0][7:], "2d", "0", "-tr",
-                                                    budgeted, "-device", cfg["device"]], env, log), log)))
+        earlier_s = epochs_done_s(model / "fold_0" / "checkpoint_latest.pth")
+        wall, rss, cores = finish(*start(["nnUNetv2_train", dataset.split("_")[0][7:], "2d", "0", "-tr", budgeted,
+                                          "-device", cfg["device"], "--c"], env, log), log)
+        timing.write_text(json.dumps([wall + earlier_s, rss, cores]))
     train_s, train_rss, _ = json.loads(timing.read_text())
     result = {"trainer": trainer, "budget_trainer": budgeted, "train_on": train_on, "repeat": repeat,
               "train_wall_s": train_s,
@@ -169,6 +172,17 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str, repeat: int = 1)
                 scored["worst_cases_png"] = f"img/cross_dataset/{docs_sheet(sheet, f'{trainer}_{train_on}_on_{source}')}"
             result.setdefault("test" if variant == "rescaled" else f"test_{variant}", {})[source] = scored
     return result
+
+
+def epochs_done_s(checkpoint: Path) -> float:
+    """Seconds of the epochs a stopped training finished (0 without its checkpoint): added to the resumed run's
+    wall time, so that a cell's training time counts every epoch once (the interrupted epoch is not counted)."""
+    if not checkpoint.exists():
+        return 0.0
+    import torch
+
+    log = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
+    return float(sum(e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])))
 
 
 def docs_sheet(sheet: Path, name: str, folder: Path = IMG) -> str:

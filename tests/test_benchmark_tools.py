@@ -40,3 +40,15 @@ def test_benchmark_refuses_to_change_a_published_tier_without_a_study_name():
                           "--epochs", "3"], capture_output=True, text=True)
     assert run.returncode == 2
     assert "--epochs, --compile change the settings" in run.stderr and "--study NAME" in run.stderr
+
+
+def test_a_resumed_cross_dataset_training_counts_the_epochs_done_before_it_stopped(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling biohit_benchmark
+    epochs_done_s = load("cross_dataset").epochs_done_s
+    checkpoint = tmp_path / "checkpoint_latest.pth"
+    torch.save({"logging": {"epoch_start_timestamps": [100.0, 130.0], "epoch_end_timestamps": [125.0, 160.0]}},
+               checkpoint)
+    assert epochs_done_s(checkpoint) == 55.0
+    assert epochs_done_s(tmp_path / "absent.pth") == 0.0
