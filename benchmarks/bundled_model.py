@@ -1,6 +1,6 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # CPU, 2 cores: 40-90 min of training (768 steps), then scoring
+    python benchmarks/bundled_model.py            # CPU, 2 cores: 80-90 min of training (1,536 steps), then scoring
     python benchmarks/bundled_model.py --score-only
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
@@ -113,7 +113,7 @@ def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=128)
     p.add_argument("--iterations", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=11)
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset" / "cpu")
