@@ -141,7 +141,8 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str, repeat: int = 1)
     timing = workdir / f"train_{dataset}_{budgeted}{suffix}.json"
     if not timing.exists():  # --c: a stopped training resumes from its last epoch
         log = workdir / f"train_{dataset}_{budgeted}{suffix}.log"
-        earlier_s = epochs_done_s(model / "fold_0" / "checkpoint_latest.pth")
+        done = [c for c in ("checkpoint_final.pth", "checkpoint_latest.pth") if (model / "fold_0" / c).exists()]
+        earlier_s = epochs_done_s(model / "fold_0" / done[0]) if done else 0.0  # the one --c resumes from
         wall, rss, cores = finish(*start(["nnUNetv2_train", dataset.split("_")[0][7:], "2d", "0", "-tr", budgeted,
                                           "-device", cfg["device"], "--c"], env, log), log)
         timing.write_text(json.dumps([wall + earlier_s, rss, cores]))
@@ -175,10 +176,8 @@ def cell(workdir: Path, cfg: dict, trainer: str, train_on: str, repeat: int = 1)
 
 
 def epochs_done_s(checkpoint: Path) -> float:
-    """Seconds of the epochs a stopped training finished (0 without its checkpoint): added to the resumed run's
-    wall time, so that a cell's training time counts every epoch once (the interrupted epoch is not counted)."""
-    if not checkpoint.exists():
-        return 0.0
+    """Seconds of the epochs a stopped training finished, from its checkpoint: added to the resumed run's wall
+    time, so that a cell's training time counts every epoch once (the interrupted epoch is not counted)."""
     import torch
 
     log = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]

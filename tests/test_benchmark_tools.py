@@ -51,4 +51,3 @@ def test_a_resumed_cross_dataset_training_counts_the_epochs_done_before_it_stopp
     torch.save({"logging": {"epoch_start_timestamps": [100.0, 130.0], "epoch_end_timestamps": [125.0, 160.0]}},
                checkpoint)
     assert epochs_done_s(checkpoint) == 55.0
-    assert epochs_done_s(tmp_path / "absent.pth") == 0.0
