@@ -128,12 +128,17 @@ def optimiser_of(trainer: str) -> str:
     return "AdamW + warmup" if issubclass(cls, AdamWWarmupTrainer) else "SGD (nnU-Net)"
 
 
+def epoch_seconds(logging: dict) -> list[float]:
+    """Each finished epoch's duration from an nnU-Net checkpoint's ``logging``."""
+    return [e - s for s, e in zip(logging["epoch_start_timestamps"], logging["epoch_end_timestamps"])]
+
+
 def training_summary(model: Path) -> dict:
     import torch
 
     ckpt = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     log = ckpt["logging"]
-    epoch_s = [e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
+    epoch_s = epoch_seconds(log)
     params = count_parameters(ckpt["network_weights"])
     return {"epoch_s": epoch_s, "train_losses": log["train_losses"], "val_losses": log["val_losses"],
             "pseudo_dice": [float(d) for d in log["mean_fg_dice"]],

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, resolution_ceiling, run, start, finish
+from biohit_benchmark import (BIOHIT as DATA, RESULTS, REPO, epoch_seconds, nnunet_env, resolution_ceiling, run, start,
+                             finish)
 from cross_dataset import BOTH, SOURCES, dataset_name, docs_sheet, prepare, record_tongue_extent
 
 from nnunet_tongue.evaluation.metrics import dice
@@ -139,7 +140,7 @@ def main() -> int:
             log = workdir / f"train_{dataset}_{budgeted}_all.log"
             finish(*start(command.split(), env, log), log)
         logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-        train_s = sum(np.subtract(logging["epoch_end_timestamps"], logging["epoch_start_timestamps"]))
+        train_s = sum(epoch_seconds(logging))
         extent = record_tongue_extent(model, workdir / "raw" / dataset)
         card = dict(CARD, training={
             "command": f"python benchmarks/bundled_model.py (runs: {command})", "trainer": budgeted,

@@ -36,7 +36,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, CommandFailed, finish, nnunet_env, run, start, training_summary
+from biohit_benchmark import (BIOHIT as DATA, RESULTS, REPO, CommandFailed, epoch_seconds, finish, nnunet_env, run, start,
+                             training_summary)
 
 from nnunet_tongue.conversion import CONVERSION_KEY
 from nnunet_tongue.conversion.output import measure_tongue_extent
@@ -181,7 +182,7 @@ def epochs_done_s(checkpoint: Path) -> float:
     import torch
 
     log = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-    return float(sum(e - s for s, e in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])))
+    return float(sum(epoch_seconds(log)))
 
 
 def docs_sheet(sheet: Path, name: str, folder: Path = IMG) -> str:
