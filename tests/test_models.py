@@ -242,6 +242,15 @@ def test_bundled_model_card_states_data_licences_use_and_held_out_figures():
         assert 0 < card["figures"]["test"][source]["dice"]["mean"] <= 1
 
 
+def test_docs_state_the_bundled_model_training_budget_its_card_records():
+    training = PackedModel.open(BUNDLED_ROOT / DEFAULT_MODEL).card["training"]
+    page = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| training |"))
+    assert f"{training['epochs']} epochs × {training['iterations_per_epoch']} iterations" in row
+    assert f"batch {training['batch_size']}" in row
+    assert f"{training['training_photos_max_size_px']} px" in row
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("source", ["biohit", "ntust"])
 def test_segment_without_a_model_uses_the_bundled_one_on_real_photos(shared_data, source, tmp_path, capsys):
