@@ -51,3 +51,12 @@ def test_a_resumed_cross_dataset_training_counts_the_epochs_done_before_it_stopp
     torch.save({"logging": {"epoch_start_timestamps": [100.0, 130.0], "epoch_end_timestamps": [125.0, 160.0]}},
                checkpoint)
     assert epochs_done_s(checkpoint) == 55.0
+
+
+def test_cross_dataset_tiers_keep_their_worst_case_sheets_apart(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    cross_dataset = load("cross_dataset")
+    names = {tier: cross_dataset.sheet_name(tier, "nnUNetTrainerAdamW", "biohit", "ntust")
+             for tier in cross_dataset.TIERS}
+    assert len(set(names.values())) == len(cross_dataset.TIERS)
+    assert names["cpu"] == "nnUNetTrainerAdamW_biohit_on_ntust"  # the names docs/cross_dataset.md links
