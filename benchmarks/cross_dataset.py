@@ -57,13 +57,13 @@ TRAINERS = ["nnUNetTrainerTUNet", "nnUNetTrainerTUNetPhotoAug", "nnUNetTrainerTU
             "nnUNetTrainerUNet320CoatingAug"]
 #: budgets: the CPU tier fits the 2-core machine (192 steps); ``cpu_long`` is the same at 384 steps, the budget of
 #: the single-source baselines this benchmark started from, for the recipes that lead at 192 (it shares the CPU
-#: tier's prepared data: ``workdir``); the GPU tier trains at the photos' own resolution, 1,200 steps
+#: tier's prepared data: ``tier_workdir``); the GPU tier trains at the photos' own resolution, 1,200 steps
 TIERS = {"cpu": {"max_size": 192, "epochs": 16, "iterations": 12, "val_iterations": 3, "batch_size": 11,
-                 "device": "cpu", "workdir": "cpu"},
+                 "device": "cpu"},
          "cpu_long": {"max_size": 192, "epochs": 32, "iterations": 12, "val_iterations": 3, "batch_size": 11,
-                      "device": "cpu", "workdir": "cpu"},
+                      "device": "cpu"},
          "gpu": {"max_size": None, "epochs": 24, "iterations": 50, "val_iterations": 5, "batch_size": 12,
-                 "device": "cuda", "workdir": "gpu"}}
+                 "device": "cuda"}}
 #: the page each tier writes
 DOCS = {"cpu": REPO / "docs" / "cross_dataset.md", "cpu_long": REPO / "docs" / "cross_dataset_cpu_long.md",
         "gpu": REPO / "docs" / "cross_dataset_gpu.md"}
@@ -130,6 +130,12 @@ def record_tongue_extent(model: Path, raw_dataset: Path) -> dict:
 def cell_key(trainer: str, train_on: str, repeat: int = 1) -> str:
     """The cell's key in the results file: ``trainer|train_on``, with ``|repeatN`` for the N-th training."""
     return f"{trainer}|{train_on}" + (f"|repeat{repeat}" if repeat > 1 else "")
+
+
+def tier_workdir(tier: str) -> str:
+    """The run folder a tier works in: that of the first tier training at the same resolution, whose converted
+    and preprocessed data it reuses."""
+    return next(t for t, cfg in TIERS.items() if cfg["max_size"] == TIERS[tier]["max_size"])
 
 
 def sheet_name(tier: str, trainer: str, train_on: str, source: str) -> str:
@@ -313,7 +319,7 @@ def main() -> int:
         missing = [s for s in SOURCES if not (args.data / s / "images").is_dir()]
         if missing:
             raise SystemExit(f"{', '.join(missing)} not found in {args.data}: pass --data")
-        workdir = args.workdir / cfg["workdir"]
+        workdir = args.workdir / tier_workdir(args.tier)
         prepare(workdir, cfg["max_size"], args.data)
         results.update(tier=args.tier, budget=cfg, host=f"{platform.machine()}, {os.cpu_count()} CPU cores")
         for train_on in args.train_on:

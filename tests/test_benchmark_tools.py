@@ -60,3 +60,10 @@ def test_cross_dataset_tiers_keep_their_worst_case_sheets_apart(monkeypatch):
              for tier in cross_dataset.TIERS}
     assert len(set(names.values())) == len(cross_dataset.TIERS)
     assert names["cpu"] == "nnUNetTrainerAdamW_biohit_on_ntust"  # the names docs/cross_dataset.md links
+
+
+def test_cross_dataset_tiers_at_one_resolution_share_their_prepared_data(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    tier_workdir = load("cross_dataset").tier_workdir
+    assert tier_workdir("cpu_long") == tier_workdir("cpu") == "cpu"
+    assert tier_workdir("gpu") == "gpu"  # full resolution: converted and preprocessed apart
