@@ -2,6 +2,7 @@
 
     python benchmarks/bundled_model.py            # CPU, 2 cores: 80-90 min of training (1,536 steps), then scoring
     python benchmarks/bundled_model.py --score-only
+    python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced   # a candidate recipe
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
@@ -112,6 +113,63 @@ def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: 
             "flags": flags}, seg / "masks"
 
 
+def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int, batch_size: int) -> tuple[Path, dict]:
+    """Train ``trainer`` on the two-source dataset (fold ``all``) on that budget unless it is trained (resumes a
+    stopped training); returns the model folder and the card's training record."""
+    import torch
+
+    from nnunet_tongue.training.budget import budget_trainer_name
+
+    prepare(workdir, MAX_SIZE, data)
+    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
+    budgeted = budget_trainer_name(trainer, epochs, iterations, 3, batch_size=batch_size)
+    dataset = dataset_name("both")
+    model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
+    checkpoint = model / "fold_all" / "checkpoint_final.pth"
+    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu --c"  # --c: resume a stopped run
+    if not checkpoint.exists():
+        log = workdir / f"train_{dataset}_{budgeted}_all.log"
+        finish(*start(command.split(), env, log), log)
+    logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
+    return model, {"command": command, "trainer": budgeted, "epochs": epochs, "iterations_per_epoch": iterations,
+                   "batch_size": batch_size, "training_photos_max_size_px": MAX_SIZE,
+                   "train_wall_s": round(sum(epoch_seconds(logging))), "host": "2 CPU cores",
+                   "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
+
+
+def candidate(args: argparse.Namespace) -> int:
+    """Train, pack and score a candidate recipe beside the bundled model (see ``--trainer``)."""
+    from nnunet_tongue.models.packed import pack
+
+    workdir = args.workdir
+    model, training = train(workdir, args.data, args.trainer, args.epochs, args.iterations, args.batch_size)
+    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
+    packed = workdir / "candidates" / training["trainer"]
+    if not (packed / "card.json").exists():
+        extent = record_tongue_extent(model, workdir / "raw" / dataset_name("both"))
+        staging = packed.with_name(packed.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        pack(model, staging, folds=["all"], dtype="float16", trainer=args.trainer,
+             card=dict(CARD, name=training["trainer"], training=training,
+                       input_scale={"photos_downscaled_to_px": MAX_SIZE, "training_tongue_extent_px": extent}))
+        staging.rename(packed)
+    results: dict = {"trainer": training["trainer"], "date": date.today().isoformat(), "training": training,
+                     "command": f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}",
+                     "test": {}, "close_up": {}}
+    for source in SOURCES:
+        truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
+        tag = f"candidate_{training['trainer']}_{source}"
+        results["test"][source], _ = score(workdir, env, tag, workdir / f"test_photos_{source}", truth,
+                                           ["-m", str(packed)])
+        results["close_up"][source], _ = score(workdir, env, f"{tag}_closeup", *close_ups(workdir, source),
+                                               ["-m", str(packed)])
+        print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
+    out = RESULTS / f"bundled_candidate_{training['trainer']}.json"
+    out.write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {out}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=128)
@@ -120,35 +178,32 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset" / "cpu")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--score-only", action="store_true", help="score the bundled model as it is (no training)")
+    p.add_argument("--trainer", default=TRAINER,
+                   help=f"a candidate recipe (default: the bundled model's, {TRAINER}): trained the same way, packed "
+                        "under WORKDIR/candidates and scored on both test sets and their close-up crops into "
+                        "benchmarks/results/bundled_candidate_<trainer>.json; the bundled model, its card and the "
+                        "docs are left as they are")
     args = p.parse_args()
-    import torch
-
+    if args.trainer != TRAINER:
+        if args.score_only:
+            p.error("--score-only scores the bundled model; a candidate is scored after its training")
+        return candidate(args)
     from nnunet_tongue.models.packed import pack
-    from nnunet_tongue.training.budget import budget_trainer_name
 
     workdir = args.workdir
-    prepare(workdir, MAX_SIZE, args.data)
-    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
-    budgeted = budget_trainer_name(TRAINER, args.epochs, args.iterations, 3, batch_size=args.batch_size)
     dataset = dataset_name("both")
-    model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
-    checkpoint = model / "fold_all" / "checkpoint_final.pth"
-    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu --c"  # --c: resume a stopped run
     bundled = BUNDLED_ROOT / DEFAULT_MODEL
-    if not args.score_only:
-        if not checkpoint.exists():
-            log = workdir / f"train_{dataset}_{budgeted}_all.log"
-            finish(*start(command.split(), env, log), log)
-        logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-        train_s = sum(epoch_seconds(logging))
+    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
+    if args.score_only:
+        prepare(workdir, MAX_SIZE, args.data)
+        card = json.loads((bundled / "card.json").read_text())
+        model = workdir / "results" / dataset / f"{card['training']['trainer']}__nnUNetPlans__2d"
+    else:
+        model, training = train(workdir, args.data, TRAINER, args.epochs, args.iterations, args.batch_size)
         extent = record_tongue_extent(model, workdir / "raw" / dataset)
-        card = dict(CARD, training={
-            "command": f"python benchmarks/bundled_model.py (runs: {command})", "trainer": budgeted,
-            "epochs": args.epochs, "iterations_per_epoch": args.iterations, "batch_size": args.batch_size,
-            "training_photos_max_size_px": MAX_SIZE, "train_wall_s": round(train_s),
-            "host": "2 CPU cores", "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()},
-            input_scale={"photos_downscaled_to_px": MAX_SIZE,
-                         "training_tongue_extent_px": extent})
+        card = dict(CARD, training=dict(training, command=f"python benchmarks/bundled_model.py (runs: "
+                                                                 f"{training['command']})"),
+                    input_scale={"photos_downscaled_to_px": MAX_SIZE, "training_tongue_extent_px": extent})
         staging = bundled.with_name(bundled.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=DEFAULT_MODEL))

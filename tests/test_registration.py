@@ -37,7 +37,7 @@ def test_stock_trainer_lookup_returns_the_package_classes():
             "from nnunet_tongue.training.trainers import PRODUCT_TRAINERS as P; "
             "print(','.join(find(c.__name__).__module__ for c in P))")
     found = python(code).split(",")
-    assert len(found) == 19 and set(found) == {"nnunet_tongue.training.trainers"}
+    assert len(found) == 20 and set(found) == {"nnunet_tongue.training.trainers"}
 
 
 def test_budget_trainers_are_not_on_the_production_search_path():

@@ -362,3 +362,24 @@ def test_context_canvas_leaves_3d_samples_alone():
     image, segmentation = torch.randn(1, 8, 16, 16), torch.ones(1, 8, 16, 16)
     out = ContextCanvasTransform()(image=image.clone(), segmentation=segmentation.clone())
     assert torch.equal(out["image"], image) and torch.equal(out["segmentation"], segmentation)
+
+
+def test_source_balanced_sampling_lists_a_smaller_source_as_often_as_the_largest():
+    from nnunet_tongue.training.sampling import balanced_identifiers
+
+    cases = [f"biohit_{i}" for i in range(240)] + [f"ntust_{i}_0" for i in range(441)]
+    counts = {s: sum(c.startswith(s + "_") for c in balanced_identifiers(cases)) for s in ("biohit", "ntust")}
+    assert counts == {"biohit": 480, "ntust": 441}  # BioHit 52 % of the draws instead of 35 %
+    assert balanced_identifiers(["case1", "case2", "case3"]) == ["case1", "case2", "case3"]  # one case per "source"
+    assert balanced_identifiers([f"IMG_{i}" for i in range(5)]) == [f"IMG_{i}" for i in range(5)]  # one source
+
+
+def test_balanced_trainer_draws_each_source_equally_and_validates_each_case_once(constructed, monkeypatch):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    cases = [f"biohit_{i}" for i in range(4)] + [f"ntust_{i}" for i in range(12)]
+    monkeypatch.setattr(nnUNetTrainer, "do_split", lambda self: (list(cases), list(cases)))
+    train, validation = constructed(trainers.nnUNetTrainerUNet320CoatingAugBalanced).do_split()
+    assert sorted(set(train)) == sorted(cases) and validation == cases
+    assert sum(c.startswith("biohit_") for c in train) == sum(c.startswith("ntust_") for c in train) == 12
+    assert constructed(trainers.nnUNetTrainerUNet320CoatingAug).do_split()[0] == cases  # the recipe it varies

@@ -22,4 +22,5 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerTUNetUpright,
     nnUNetTrainerUNet320,
     nnUNetTrainerUNet320CoatingAug,
+    nnUNetTrainerUNet320CoatingAugBalanced,
 )

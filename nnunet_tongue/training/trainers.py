@@ -14,7 +14,8 @@ Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`,
 :class:`nnUNetTrainerAdamWDarkCoatingAug`, :class:`nnUNetTrainerAdamWContextAug` (that, with coating that may be
 darker than the tongue, or with zoom-outs onto a made-up surrounding),
 :class:`nnUNetTrainerUNet320` (that network capped at 320 features per stage), :class:`nnUNetTrainerUNet320CoatingAug`
-(with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerTUNetFastPhotoAug` (the recipe of
+(with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerUNet320CoatingAugBalanced`
+(that, with every source of a multi-source dataset drawn equally often), :class:`nnUNetTrainerTUNetFastPhotoAug` (the recipe of
 the first bundled model),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
@@ -46,6 +47,7 @@ from nnunet_tongue.training.augmentation import (
     UprightPhotoAugmentation,
 )
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
+from nnunet_tongue.training.sampling import SourceBalancedSampling
 
 
 class AtomicCheckpointTrainer(nnUNetTrainer):
@@ -236,6 +238,11 @@ class nnUNetTrainerUNet320CoatingAug(CoatingAugmentation, nnUNetTrainerUNet320):
     """The bundled model's recipe: :class:`nnUNetTrainerUNet320` trained with :class:`CoatingAugmentation`."""
 
 
+class nnUNetTrainerUNet320CoatingAugBalanced(SourceBalancedSampling, nnUNetTrainerUNet320CoatingAug):
+    """:class:`nnUNetTrainerUNet320CoatingAug` with :class:`SourceBalancedSampling`: each source of a multi-source
+    dataset (cases named ``<source>_<case>``) is drawn about equally often."""
+
+
 class nnUNetTrainerResUNetSGD(PlugInNetworkTrainer):
     """The ResUNet trained by nnU-Net's own trainer: SGD, lr 1e-2, Nesterov momentum 0.99, poly decay."""
 
@@ -254,4 +261,4 @@ PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrai
                     nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast,
                     nnUNetTrainerTUNetNoTransformer, nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug,
                     nnUNetTrainerTUNetCoatingAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320,
-                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerUNet320CoatingAugBalanced, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
