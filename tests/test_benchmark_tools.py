@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -67,3 +69,35 @@ def test_cross_dataset_tiers_at_one_resolution_share_their_prepared_data(monkeyp
     tier_workdir = load("cross_dataset").tier_workdir
     assert tier_workdir("cpu_long") == tier_workdir("cpu") == "cpu"
     assert tier_workdir("gpu") == "gpu"  # full resolution: converted and preprocessed apart
+
+
+def _tongue(top: int) -> np.ndarray:
+    """A rectangular 'tongue' from row ``top`` down to row 90."""
+    mask = np.zeros((100, 80), dtype=bool)
+    mask[top:90, 20:60] = True
+    return mask
+
+
+def test_root_errors_count_a_root_drawn_higher_in_the_truth_as_root_under():
+    root = load("root_errors")
+    gt, pred = _tongue(10), _tongue(20)  # the truth reaches 10 rows higher; the rest agrees
+    row = root.case_errors(pred, gt)
+    assert (row["fn_root"], row["fp_root"], row["fp_rest"], row["fn_rest"]) == (400, 0, 0, 0)
+    assert root.side(row) == "under" and row["dice_true_roots"] == 1.0
+
+
+def test_root_errors_leave_errors_below_the_root_band_out_of_the_root():
+    root = load("root_errors")
+    gt = _tongue(10)
+    pred = gt.copy()
+    pred[80:90] = False  # the tip cut short
+    row = root.case_errors(pred, gt)
+    assert row["fn_rest"] == 400 and row["fn_root"] == 0 and root.side(row) is None
+    assert row["dice_true_roots"] == row["dice"] < 1.0
+
+
+def test_moving_the_predicted_root_line_up_by_the_gap_matches_the_truth():
+    root = load("root_errors")
+    gt, pred = _tongue(10), _tongue(14)
+    assert root.case_errors(pred, gt)["dice_root_moved_+4"] == 1.0
+    assert root.case_errors(_tongue(6), gt)["dice_root_moved_-4"] == 1.0
