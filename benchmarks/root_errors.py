@@ -46,6 +46,8 @@ def root_band(gt: np.ndarray) -> np.ndarray:
 
 def move_root(pred: np.ndarray, band: np.ndarray, rows: int) -> np.ndarray:
     """``pred`` with its upper edge inside ``band`` moved up (``rows`` > 0) or down (< 0) by that many rows."""
+    if rows == 0:
+        return pred.copy()
     shifted = np.zeros_like(pred)
     if rows > 0:
         shifted[:-rows] = pred[rows:]
