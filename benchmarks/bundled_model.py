@@ -3,6 +3,7 @@
     python benchmarks/bundled_model.py            # CPU, 2 cores: 80-90 min of training (1,536 steps), then scoring
     python benchmarks/bundled_model.py --score-only
     python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced   # a candidate recipe
+    python benchmarks/bundled_model.py --epochs 32 --max-size 256   # a candidate: the recipe trained at 256 px
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
@@ -113,14 +114,15 @@ def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: 
             "flags": flags}, seg / "masks"
 
 
-def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int, batch_size: int) -> tuple[Path, dict]:
+def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int, batch_size: int,
+          max_size: int = MAX_SIZE) -> tuple[Path, dict]:
     """Train ``trainer`` on the two-source dataset (fold ``all``) on that budget unless it is trained (resumes a
     stopped training); returns the model folder and the card's training record."""
     import torch
 
     from nnunet_tongue.training.budget import budget_trainer_name
 
-    prepare(workdir, MAX_SIZE, data)
+    prepare(workdir, max_size, data)
     env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
     budgeted = budget_trainer_name(trainer, epochs, iterations, 3, batch_size=batch_size)
     dataset = dataset_name("both")
@@ -132,7 +134,7 @@ def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int,
         finish(*start(command.split(), env, log), log)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
     return model, {"command": command, "trainer": budgeted, "epochs": epochs, "iterations_per_epoch": iterations,
-                   "batch_size": batch_size, "training_photos_max_size_px": MAX_SIZE,
+                   "batch_size": batch_size, "training_photos_max_size_px": max_size,
                    "train_wall_s": round(sum(epoch_seconds(logging))), "host": "2 CPU cores",
                    "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
 
@@ -142,29 +144,34 @@ def candidate(args: argparse.Namespace) -> int:
     from nnunet_tongue.models.packed import pack
 
     workdir = args.workdir
-    model, training = train(workdir, args.data, args.trainer, args.epochs, args.iterations, args.batch_size)
+    model, training = train(workdir, args.data, args.trainer, args.epochs, args.iterations, args.batch_size,
+                            args.max_size)
     env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
-    packed = workdir / "candidates" / training["trainer"]
+    name = training["trainer"] + ("" if args.max_size == MAX_SIZE else f"_{args.max_size}px")
+    packed = workdir / "candidates" / name
     if not (packed / "card.json").exists():
         extent = record_tongue_extent(model, workdir / "raw" / dataset_name("both"))
         staging = packed.with_name(packed.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         pack(model, staging, folds=["all"], dtype="float16", trainer=args.trainer,
              card=dict(CARD, name=training["trainer"], training=training,
-                       input_scale={"photos_downscaled_to_px": MAX_SIZE, "training_tongue_extent_px": extent}))
+                       input_scale={"photos_downscaled_to_px": args.max_size, "training_tongue_extent_px": extent}))
         staging.rename(packed)
+    command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}"
     results: dict = {"trainer": training["trainer"], "date": date.today().isoformat(), "training": training,
-                     "command": f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}",
-                     "test": {}, "close_up": {}}
+                     "command": command + ("" if args.max_size == MAX_SIZE else f" --max-size {args.max_size}"),
+                     "test": {}, "close_up": {}, "resolution_ceiling": {}}
     for source in SOURCES:
         truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
-        tag = f"candidate_{training['trainer']}_{source}"
+        tag = f"candidate_{name}_{source}"
         results["test"][source], _ = score(workdir, env, tag, workdir / f"test_photos_{source}", truth,
                                            ["-m", str(packed)])
         results["close_up"][source], _ = score(workdir, env, f"{tag}_closeup", *close_ups(workdir, source),
                                                ["-m", str(packed)])
+        results["resolution_ceiling"][source] = resolution_ceiling(workdir / "raw" / dataset_name(source) / "labelsTs",
+                                                                    truth)
         print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
-    out = RESULTS / f"bundled_candidate_{training['trainer']}.json"
+    out = RESULTS / f"bundled_candidate_{name}.json"
     out.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {out}")
     return 0
@@ -175,7 +182,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=128)
     p.add_argument("--iterations", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=11)
-    p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "runs" / "cross_dataset" / "cpu")
+    p.add_argument("--workdir", type=Path, help="default: benchmarks/runs/cross_dataset/cpu (cpu_<N>px for another "
+                                                "--max-size)")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--score-only", action="store_true", help="score the bundled model as it is (no training)")
     p.add_argument("--trainer", default=TRAINER,
@@ -183,8 +191,14 @@ def main() -> int:
                         "under WORKDIR/candidates and scored on both test sets and their close-up crops into "
                         "benchmarks/results/bundled_candidate_<trainer>.json; the bundled model, its card and the "
                         "docs are left as they are")
+    p.add_argument("--max-size", type=int, default=MAX_SIZE,
+                   help=f"train on photos downscaled to N px on their longest side (default {MAX_SIZE}, the bundled "
+                        "model's); another size makes a candidate, as --trainer does")
     args = p.parse_args()
-    if args.trainer != TRAINER:
+    if args.workdir is None:
+        tier = "cpu" if args.max_size == MAX_SIZE else f"cpu_{args.max_size}px"
+        args.workdir = REPO / "benchmarks" / "runs" / "cross_dataset" / tier
+    if args.trainer != TRAINER or args.max_size != MAX_SIZE:
         if args.score_only:
             p.error("--score-only scores the bundled model; a candidate is scored after its training")
         return candidate(args)

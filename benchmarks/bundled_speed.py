@@ -1,6 +1,7 @@
 """Speed of the bundled model on CPU: time to the first mask from a cold command, then time per photo.
 
     python benchmarks/bundled_speed.py [--runs 5] [-n 20] [--threads 2]
+    python benchmarks/bundled_speed.py -m benchmarks/runs/cross_dataset/cpu_256px/candidates/<name>   # a candidate
 
 1. **First mask**: ``nnunet-tongue segment -i <one BioHit test photo> -o <tmp>`` run ``--runs`` times as a new
    process (bundled model, default settings): wall time from start to exit, i.e. Python start, imports, model
@@ -33,13 +34,13 @@ from segment_speed import biohit_photos
 DOCS = REPO / "docs" / "models.md"
 
 
-def first_mask_seconds(photo: Path, runs: int, env: dict) -> list[float]:
+def first_mask_seconds(photo: Path, runs: int, env: dict, model: list[str]) -> list[float]:
     seconds = []
     for i in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             subprocess.run([str(BIN / "nnunet-tongue"), "segment", "-i", str(photo), "-o", tmp, "--no-progress",
-                            "-device", "cpu"], env=env, check=True, capture_output=True)
+                            "-device", "cpu", *model], env=env, check=True, capture_output=True)
             seconds.append(time.perf_counter() - started)
             if not (Path(tmp) / "masks" / f"{photo.stem}.png").is_file():
                 raise SystemExit(f"no mask written for {photo}")
@@ -55,7 +56,7 @@ from nnunet_tongue.inference.segment import segment_photos
 from nnunet_tongue.inference.segmenter import TongueSegmenter
 from nnunet_tongue.models.store import find_model
 marks["imported"] = time.time()
-segmenter = TongueSegmenter(find_model(), device="cpu")
+segmenter = TongueSegmenter(find_model(sys.argv[2] or None), device="cpu")
 marks["loaded"] = time.time()
 with tempfile.TemporaryDirectory() as tmp:
     segment_photos([Path(sys.argv[1])], Path(tmp), segmenter, progress=False)
@@ -64,14 +65,14 @@ print(json.dumps(marks))
 """
 
 
-def first_mask_breakdown(photo: Path, runs: int, env: dict) -> dict[str, list[float]]:
+def first_mask_breakdown(photo: Path, runs: int, env: dict, model: str) -> dict[str, list[float]]:
     """Per cold run, seconds spent importing (Python start included), loading the model (network built,
     weights hash-checked and read) and segmenting the photo with its four outputs."""
     phases = {"import": [], "load": [], "photo": []}
     for _ in range(runs):
         started = time.time()
-        out = subprocess.run([sys.executable, "-W", "ignore", "-c", BREAKDOWN, str(photo)], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run([sys.executable, "-W", "ignore", "-c", BREAKDOWN, str(photo), model], env=env,
+                             check=True, capture_output=True, text=True).stdout
         marks = json.loads(out.strip().splitlines()[-1])
         phases["import"].append(marks["imported"] - started)
         phases["load"].append(marks["loaded"] - marks["imported"])
@@ -79,12 +80,12 @@ def first_mask_breakdown(photo: Path, runs: int, env: dict) -> dict[str, list[fl
     return phases
 
 
-def per_photo_seconds(photos: list[Path]) -> tuple[list[float], int]:
+def per_photo_seconds(photos: list[Path], model: str | None) -> tuple[list[float], int]:
     from nnunet_tongue.inference.segment import segment_photos
     from nnunet_tongue.inference.segmenter import TongueSegmenter
     from nnunet_tongue.models.store import find_model
 
-    segmenter = TongueSegmenter(find_model(), device="cpu")
+    segmenter = TongueSegmenter(find_model(model), device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         segment_photos(photos[:1], Path(tmp) / "warmup", segmenter, progress=False)
         report = segment_photos(photos, Path(tmp) / "run", segmenter, progress=False)
@@ -97,20 +98,22 @@ def main() -> int:
     p.add_argument("-n", "--photos", type=int, default=20)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (OMP_NUM_THREADS and torch; default 2)")
     p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("-m", "--model", help="another model (name or packed folder, e.g. a candidate of "
+                                         "bundled_model.py): timed the same way into "
+                                         "benchmarks/results/bundled_speed_<name>.json; docs are left as they are")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     photos = biohit_photos(args.data, args.photos)
-    cold = first_mask_seconds(photos[0], args.runs, env)
-    phases = first_mask_breakdown(photos[0], args.runs, env)
+    cold = first_mask_seconds(photos[0], args.runs, env, ["-m", args.model] if args.model else [])
+    phases = first_mask_breakdown(photos[0], args.runs, env, args.model or "")
     load_cold = os.getloadavg()[0]
-    warm, second_passes = per_photo_seconds(photos)
+    warm, second_passes = per_photo_seconds(photos, args.model)
     results = {"date": date.today().isoformat(), "threads": args.threads, "cpu_count": os.cpu_count(),
-               "first_mask_s": cold, "first_mask_phases_s": phases, "per_photo_s": warm, "photos_with_second_pass": second_passes, "photo_size": "768x576",
+               "model": args.model or "bundled", "first_mask_s": cold, "first_mask_phases_s": phases, "per_photo_s": warm, "photos_with_second_pass": second_passes, "photo_size": "768x576",
                "load_avg_1min": [round(load_cold, 2), round(os.getloadavg()[0], 2)]}
-    (RESULTS / "bundled_speed.json").write_text(json.dumps(results, indent=1))
     table = "\n".join([
         "| measure | runs | median s | mean s | min s | max s |", "|---|---|---|---|---|---|",
         f"| first mask: `nnunet-tongue segment` on one 768x576 photo, from start to exit | {len(cold)} | "
@@ -125,8 +128,12 @@ def main() -> int:
         "", f"{second_passes} of the {len(warm)} photos needed the second (rescale) pass. "
             f"{args.threads} threads on a {os.cpu_count()}-core x86-64 machine (1-min load average "
             f"{load_cold:.1f} after the cold runs, {os.getloadavg()[0]:.1f} after the timed photos); measured "
-            f"{results['date']} with `python benchmarks/bundled_speed.py --runs {args.runs} -n {args.photos}`."])
-    DOCS.write_text(_replace_table(DOCS.read_text(), table, "speed-figures"))
+            f"{results['date']} with `python benchmarks/bundled_speed.py --runs {args.runs} -n {args.photos}"
+            + (f" -m {args.model}" if args.model else "") + "`."])
+    name = f"bundled_speed_{Path(args.model).name}.json" if args.model else "bundled_speed.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=1))
+    if not args.model:
+        DOCS.write_text(_replace_table(DOCS.read_text(), table, "speed-figures"))
     print(table)
     return 0
 
