@@ -154,7 +154,7 @@ def candidate(args: argparse.Namespace) -> int:
         staging = packed.with_name(packed.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         pack(model, staging, folds=["all"], dtype="float16", trainer=args.trainer,
-             card=dict(CARD, name=training["trainer"], training=training,
+             card=dict(CARD, name=name, training=training,
                        input_scale={"photos_downscaled_to_px": args.max_size, "training_tongue_extent_px": extent}))
         staging.rename(packed)
     command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}"

@@ -10,8 +10,9 @@
 2. **Per photo**: one process segments the first ``-n`` BioHit test photos (768x576) after one warm-up photo
    through :func:`segment_photos`, as the command does; the mean wall time per photo, everything included.
 
-Writes ``benchmarks/results/bundled_speed.json`` and the table in ``docs/models.md``. Wall times depend on what
-else runs: the machine's load average is recorded beside them.
+Writes ``benchmarks/results/bundled_speed.json`` and the table in ``docs/models.md`` (with ``-m``:
+``benchmarks/results/bundled_speed_<name>.json`` only). Wall times depend on what else runs: the machine's load
+average is recorded beside them.
 """
 
 from __future__ import annotations
