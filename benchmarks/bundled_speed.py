@@ -35,13 +35,13 @@ from segment_speed import biohit_photos
 DOCS = REPO / "docs" / "models.md"
 
 
-def first_mask_seconds(photo: Path, runs: int, env: dict, model: list[str]) -> list[float]:
+def first_mask_seconds(photo: Path, runs: int, env: dict, model: str | None) -> list[float]:
     seconds = []
     for i in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             subprocess.run([str(BIN / "nnunet-tongue"), "segment", "-i", str(photo), "-o", tmp, "--no-progress",
-                            "-device", "cpu", *model], env=env, check=True, capture_output=True)
+                            "-device", "cpu", *(["-m", model] if model else [])], env=env, check=True, capture_output=True)
             seconds.append(time.perf_counter() - started)
             if not (Path(tmp) / "masks" / f"{photo.stem}.png").is_file():
                 raise SystemExit(f"no mask written for {photo}")
@@ -66,13 +66,13 @@ print(json.dumps(marks))
 """
 
 
-def first_mask_breakdown(photo: Path, runs: int, env: dict, model: str) -> dict[str, list[float]]:
+def first_mask_breakdown(photo: Path, runs: int, env: dict, model: str | None) -> dict[str, list[float]]:
     """Per cold run, seconds spent importing (Python start included), loading the model (network built,
     weights hash-checked and read) and segmenting the photo with its four outputs."""
     phases = {"import": [], "load": [], "photo": []}
     for _ in range(runs):
         started = time.time()
-        out = subprocess.run([sys.executable, "-W", "ignore", "-c", BREAKDOWN, str(photo), model], env=env,
+        out = subprocess.run([sys.executable, "-W", "ignore", "-c", BREAKDOWN, str(photo), model or ""], env=env,
                              check=True, capture_output=True, text=True).stdout
         marks = json.loads(out.strip().splitlines()[-1])
         phases["import"].append(marks["imported"] - started)
@@ -108,8 +108,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     photos = biohit_photos(args.data, args.photos)
-    cold = first_mask_seconds(photos[0], args.runs, env, ["-m", args.model] if args.model else [])
-    phases = first_mask_breakdown(photos[0], args.runs, env, args.model or "")
+    cold = first_mask_seconds(photos[0], args.runs, env, args.model)
+    phases = first_mask_breakdown(photos[0], args.runs, env, args.model)
     load_cold = os.getloadavg()[0]
     warm, second_passes = per_photo_seconds(photos, args.model)
     results = {"date": date.today().isoformat(), "threads": args.threads, "cpu_count": os.cpu_count(),
