@@ -42,12 +42,9 @@ from nnunet_tongue.conversion.output import (
 )
 from nnunet_tongue.conversion.report import ERROR, CaseRecord, ConversionError, ConversionReport, Problem
 from nnunet_tongue.conversion.splits import TRAIN, assign_subsets, kfold_splits, read_split_file
+from nnunet_tongue.interrupts import exit_status, ignore_sigint_in_worker, sigterm_as_interrupt, signal_name, signal_number
 
 __all__ = ["ConversionError", "ConversionReport", "Interrupted", "OutputError", "convert_dataset", "main", "parse_mask_values"]
-
-#: a conversion stopped by a signal exits with 128 + its number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM
-SIGNAL_EXIT_BASE = 128
-
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT), or SIGTERM under :func:`main`, stopped the conversion; ``signum`` says which. Raised by
@@ -55,7 +52,7 @@ class Interrupted(KeyboardInterrupt):
     was interrupted and what became of the output."""
 
     def __init__(self, signum: int = signal.SIGINT, message: str = ""):
-        super().__init__(message or f"interrupted by {_signal_name(signum)}")
+        super().__init__(message or f"interrupted by {signal_name(signum)}")
         self.signum = int(signum)
         self.message = message
 
@@ -158,8 +155,8 @@ def convert_dataset(
                     staging.discard()
                 if lock is not None:
                     lock.release()
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Interrupted under main(): everything is cleaned up now
-        signum = getattr(stop, "signum", signal.SIGINT)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM under main(): everything is cleaned up now
+        signum = signal_number(stop)
         raise Interrupted(signum, state.interrupted(signum)) from None
 
 
@@ -238,7 +235,7 @@ class _Progress:
     published: bool = False
 
     def interrupted(self, signum: int) -> str:
-        how = _signal_name(signum)
+        how = signal_name(signum)
         if self.published:
             return f"interrupted by {how} after {self.target} was written: it is complete"
         where = f"{self.stage} ({self.done} of {self.total} done)" if self.stage == "converting cases" else self.stage
@@ -318,7 +315,7 @@ def _run(
 def _init_worker(parent: int, inherited_lock: tuple[int, int, int] | None) -> None:
     """Worker set-up: Ctrl-C (sent to the whole process group) is for the parent to handle, SIGTERM ends the worker,
     and so does the parent's death (Linux); a forked copy of the parent's lock is closed."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint_in_worker()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if inherited_lock is not None:
         fd, dev, ino = inherited_lock
@@ -371,10 +368,6 @@ def _signals_held() -> Iterator[None]:
             signal.raise_signal(caught[0])
 
 
-def _signal_name(signum: int) -> str:
-    return "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
-
-
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -416,61 +409,56 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
-    if in_main_thread:  # SIGTERM (kill, timeout, a scheduler) takes Ctrl-C's clean way out
-        signal.signal(signal.SIGTERM, _raise_interrupted)
     report = None
     try:
-        try:
-            report = convert_dataset(
-                args.source,
-                args.output_root,
-                args.dataset_id,
-                args.dataset_name,
-                layout=args.layout,
-                images=args.images,
-                masks=args.masks,
-                split_json=args.split_json,
-                test_ids=[i.strip() for i in args.test_ids.split(",") if i.strip()] if args.test_ids else None,
-                max_size=args.max_size,
-                workers=args.workers,
-                overwrite=args.overwrite,
-                on_inverted=args.on_inverted,
-                mask_values=args.mask_values,
-                clean_specks=args.clean_specks,
-                folds=args.folds,
-                labelme_label=args.labelme_label,
-                dry_run=args.dry_run,
-                progress=not args.no_progress,
-            )
-        except ConversionError as err:
-            print(err.report.to_text(), end="", file=sys.stderr)
-            return 1
-        except OutputError as err:
-            print(f"{parser.prog}: error: {err}", file=sys.stderr)
-            return 2
-        except ValueError as err:
-            parser.error(str(err))
-        print(report.to_text(), end="")
-        return 0
+        with sigterm_as_interrupt():  # SIGTERM (kill, timeout, a scheduler) takes Ctrl-C's clean way out
+            try:
+                report = convert_dataset(
+                    args.source,
+                    args.output_root,
+                    args.dataset_id,
+                    args.dataset_name,
+                    layout=args.layout,
+                    images=args.images,
+                    masks=args.masks,
+                    split_json=args.split_json,
+                    test_ids=[i.strip() for i in args.test_ids.split(",") if i.strip()] if args.test_ids else None,
+                    max_size=args.max_size,
+                    workers=args.workers,
+                    overwrite=args.overwrite,
+                    on_inverted=args.on_inverted,
+                    mask_values=args.mask_values,
+                    clean_specks=args.clean_specks,
+                    folds=args.folds,
+                    labelme_label=args.labelme_label,
+                    dry_run=args.dry_run,
+                    progress=not args.no_progress,
+                )
+            except ConversionError as err:
+                print(err.report.to_text(), end="", file=sys.stderr)
+                return 1
+            except OutputError as err:
+                print(f"{parser.prog}: error: {err}", file=sys.stderr)
+                return 2
+            except ValueError as err:
+                parser.error(str(err))
+            print(report.to_text(), end="")
+            return 0
     except KeyboardInterrupt as stop:  # one line, no traceback
         for s in previous:
             signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C cannot cut the message short
-        signum = getattr(stop, "signum", signal.SIGINT)
+        how = signal_name(signal_number(stop))
         if isinstance(stop, Interrupted) and stop.message:  # from convert_dataset: what was interrupted, what is left
             message = stop.message
         elif report is not None and report.dataset_folder is not None:
-            message = f"interrupted by {_signal_name(signum)} after {report.dataset_folder} was written: it is complete"
+            message = f"interrupted by {how} after {report.dataset_folder} was written: it is complete"
         else:
-            message = f"interrupted by {_signal_name(signum)}: nothing was written"
+            message = f"interrupted by {how}: nothing was written"
         print(f"{parser.prog}: {message}", file=sys.stderr)
-        return SIGNAL_EXIT_BASE + signum
+        return exit_status(stop)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-
-
-def _raise_interrupted(signum: int, frame) -> None:
-    raise Interrupted(signum)
 
 
 if __name__ == "__main__":
