@@ -8,10 +8,14 @@ CPU: each network runs in its own subprocess; peak memory is that process's peak
 import baseline. CUDA: bf16 autocast (``--dtype bf16``), ``torch.cuda.max_memory_allocated``.
 ``--compile`` wraps each network in ``torch.compile`` (the first step, which compiles, is reported apart);
 ``--profile N`` then profiles N more steps and prints each network's costliest ops (self device time).
+``--reuse-freed-memory`` first applies what the plug-in trainers apply on CPU
+(:func:`nnunet_tongue.training.cpu_memory.reuse_freed_memory`); the CPU time of the timed steps is reported split
+into user and system time, where glibc's returning and re-mapping of freed memory shows.
 GFLOP / sample: forward + backward of one sample, counted on the meta device (:func:`count_flops`).
 
     python benchmarks/network_speed.py --patch 160 192 --batch 11 --device cpu --steps 3
     python benchmarks/network_speed.py --patch 640 768 --batch 7 --device cuda --steps 10 --compile
+    python benchmarks/network_speed.py --networks PlainConvUNet TUNet --steps 5 --reuse-freed-memory
 """
 
 from __future__ import annotations
@@ -82,13 +86,15 @@ def measure(network: str, patch: list[int], batch: int, device: str, steps: int,
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     first_step = time.perf_counter() - start
-    times = []
+    times, cpu_before = [], resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(steps):
         start = time.perf_counter()
         step()
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    user_s, system_s = (cpu.ru_utime - cpu_before.ru_utime) / steps, (cpu.ru_stime - cpu_before.ru_stime) / steps
     profile = None
     if profile_steps:
         from torch.profiler import ProfilerActivity, profile as profiler
@@ -107,7 +113,8 @@ def measure(network: str, patch: list[int], batch: int, device: str, steps: int,
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) / 1024 + 0.0
     times.sort()
     return {"network": network, "params_M": params / 1e6, "step_s": times[len(times) // 2], "peak_MB": peak_mb,
-            "first_step_s": first_step, "device": device, "dtype": dtype, "compiled": compile_network,
+            "first_step_s": first_step, "cpu_user_s": user_s, "cpu_system_s": system_s, "device": device,
+            "dtype": dtype, "compiled": compile_network,
             "patch": patch, "batch": batch, **({"profile": profile} if profile else {})}
 
 
@@ -124,11 +131,18 @@ def main() -> None:
                    help="after timing, profile this many steps and print each network's costliest ops")
     p.add_argument("--flops-only", action="store_true",
                    help="only count each network's GFLOP per sample (meta device: seconds, no time or memory)")
+    p.add_argument("--reuse-freed-memory", action="store_true",
+                   help="keep freed memory for the next step, as the plug-in trainers do on CPU (glibc only)")
     p.add_argument("--json", type=Path, help="also write the measurements to this JSON file")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: measure one network, print JSON
     args = p.parse_args()
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     if args.one:
+        if args.reuse_freed_memory:
+            from nnunet_tongue.training.cpu_memory import reuse_freed_memory
+
+            if not reuse_freed_memory():
+                raise SystemExit("--reuse-freed-memory needs glibc's malloc (Linux)")
         print(json.dumps(measure(args.one, args.patch, args.batch, args.device, args.steps, dtype, args.compile,
                                  args.profile)))
         return
@@ -145,7 +159,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--one", network, "--patch", *map(str, args.patch),
                               "--batch", str(args.batch), "--device", args.device, "--dtype", dtype,
                               "--steps", str(args.steps), "--profile", str(args.profile),
-                              *(["--compile"] if args.compile else [])],
+                              *(["--compile"] if args.compile else []),
+                              *(["--reuse-freed-memory"] if args.reuse_freed_memory else [])],
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"measuring {network} failed:\n{out.stderr[-3000:]}")
@@ -157,13 +172,15 @@ def main() -> None:
     base = rows[0]["step_s"] if rows[0]["network"] == "PlainConvUNet" else None
     memory = "peak GPU memory (MB)" if args.device == "cuda" else "peak RSS growth (MB)"
     digits = 3 if args.device == "cuda" else 2
-    print(f"| network | params (M) | GFLOP / sample | step (s) | vs PlainConvUNet | first step (s) | {memory} | "
-          "device, dtype | patch, batch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| network | params (M) | GFLOP / sample | step (s) | vs PlainConvUNet | CPU user / system (s) | "
+          f"first step (s) | {memory} | device, dtype | patch, batch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rel = f"{r['step_s'] / base:.2f}×" if base else "—"
-        how = f"{r['device']}, {r['dtype']}" + (", compiled" if r["compiled"] else "")
-        print(f"| {r['network']} | {r['params_M']:.1f} | {r['gflop_per_sample']:.0f} | {r['step_s']:.{digits}f} | {rel} | {r['first_step_s']:.1f} | "
+        how = f"{r['device']}, {r['dtype']}" + (", compiled" if r["compiled"] else "") + (
+            ", freed memory reused" if args.reuse_freed_memory else "")
+        print(f"| {r['network']} | {r['params_M']:.1f} | {r['gflop_per_sample']:.0f} | {r['step_s']:.{digits}f} | {rel} | "
+              f"{r['cpu_user_s']:.1f} / {r['cpu_system_s']:.1f} | {r['first_step_s']:.1f} | "
               f"{r['peak_MB']:.0f} | {how} | {r['patch'][0]}×{r['patch'][1]}, {r['batch']} |")
 
     for r in rows:

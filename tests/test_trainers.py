@@ -383,3 +383,20 @@ def test_balanced_trainer_draws_each_source_equally_and_validates_each_case_once
     assert sorted(set(train)) == sorted(cases) and validation == cases
     assert sum(c.startswith("biohit_") for c in train) == sum(c.startswith("ntust_") for c in train) == 12
     assert constructed(trainers.nnUNetTrainerUNet320CoatingAug).do_split()[0] == cases  # the recipe it varies
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerTUNet", "nnUNetTrainerUNet320CoatingAug"])
+def test_plugin_trainer_on_cpu_keeps_freed_memory_for_the_next_step(constructed, monkeypatch, name):
+    calls = []
+    monkeypatch.delenv("NNUNET_TONGUE_REUSE_FREED_MEMORY", raising=False)
+    monkeypatch.setattr(trainers, "reuse_freed_memory", lambda: calls.append(True) or True)
+    constructed(getattr(trainers, name))
+    assert calls == [True]
+
+
+def test_reusing_freed_memory_is_left_off_when_the_user_opts_out(constructed, monkeypatch):
+    calls = []
+    monkeypatch.setenv("NNUNET_TONGUE_REUSE_FREED_MEMORY", "0")
+    monkeypatch.setattr(trainers, "reuse_freed_memory", lambda: calls.append(True) or True)
+    constructed(trainers.nnUNetTrainerTUNet)
+    assert calls == []

@@ -46,11 +46,25 @@ from nnunet_tongue.training.augmentation import (
     PhotoAugmentation,
     UprightPhotoAugmentation,
 )
+from nnunet_tongue.training.cpu_memory import OPT_OUT, reuse_freed_memory
 from nnunet_tongue.training.optim import GuardedAdamW, WarmupPolyLRScheduler, decay_and_no_decay_groups
 from nnunet_tongue.training.sampling import SourceBalancedSampling
 
 
-class AtomicCheckpointTrainer(nnUNetTrainer):
+class CPUMemoryReuseTrainer(nnUNetTrainer):
+    """nnU-Net's trainer that, on a CPU device, keeps freed tensor memory for the next step instead of returning
+    it to the system (:func:`~nnunet_tongue.training.cpu_memory.reuse_freed_memory`): about a fifth faster steps
+    on CPU for a fifth to a third more peak memory; ``NNUNET_TONGUE_REUSE_FREED_MEMORY=0`` leaves malloc as it is.
+    A base class, not a ``-tr`` trainer."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.device.type == "cpu" and os.environ.get(OPT_OUT) != "0":
+            reuse_freed_memory()
+
+
+class AtomicCheckpointTrainer(CPUMemoryReuseTrainer):
     """nnU-Net's trainer writing each checkpoint to a temporary file renamed over the old one: a full disk or a
     crash mid-write never leaves a truncated ``checkpoint_*.pth`` for ``--c`` or prediction to load, and the
     error names the file and the fix. A base class, not a ``-tr`` trainer."""
