@@ -4,13 +4,16 @@
     python benchmarks/bundled_model.py --score-only
     python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced   # a candidate recipe
     python benchmarks/bundled_model.py --epochs 32 --max-size 256   # a candidate: the recipe trained at 256 px
+    python benchmarks/bundled_model.py --epochs 16 --max-size 256 --lr 3e-4 --from-bundled
+        # a candidate: the bundled model (its network and weights) fine-tuned on photos at 256 px
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
    at 192 px with their split files, the two-source dataset (both sources' ``train`` cases only) planned and
    preprocessed by the stock command;
 2. ``nnUNetv2_train 513 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs<B>``: every
-   training case (fold ``all``), the budget and batch in the name;
+   training case (fold ``all``), the budget and batch in the name (``--from-bundled``: ``-p nnUNetPlansBundledNet
+   -pretrained_weights <the bundled model exported>``);
 3. the final checkpoint packed as float16 safetensors into ``nnunet_tongue/models/bundled/tongue-unet320``
    (:func:`nnunet_tongue.models.packed.pack`);
 4. ``nnunet-tongue segment -m <that folder>`` (default settings) and ``nnunet-tongue evaluate`` on each
@@ -48,6 +51,7 @@ MAX_SIZE = 192
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
 CLOSE_UP_MARGIN = 1.25
+BUNDLED_PLANS = "nnUNetPlansBundledNet"  # --from-bundled: the stock plans with the bundled model's network
 CARD = {
     "description": "nnU-Net's PlainConvUNet (at most 320 feature maps per stage, 10.7 M parameters) trained with "
                    "AdamW + warmup and the coating augmentation (photo augmentation plus synthetic white-to-yellow "
@@ -115,28 +119,61 @@ def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: 
 
 
 def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int, batch_size: int,
-          max_size: int = MAX_SIZE) -> tuple[Path, dict]:
+          max_size: int = MAX_SIZE, lr: float | None = None, from_bundled: bool = False) -> tuple[Path, dict]:
     """Train ``trainer`` on the two-source dataset (fold ``all``) on that budget unless it is trained (resumes a
-    stopped training); returns the model folder and the card's training record."""
+    stopped training); returns the model folder and the card's training record. ``from_bundled``: the bundled
+    model's network (plans :data:`BUNDLED_PLANS`) started from its weights instead of the planned one from scratch."""
     import torch
 
     from nnunet_tongue.training.budget import budget_trainer_name
 
     prepare(workdir, max_size, data)
     env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
-    budgeted = budget_trainer_name(trainer, epochs, iterations, 3, batch_size=batch_size)
+    budgeted = budget_trainer_name(trainer, epochs, iterations, 3, lr=lr, batch_size=batch_size)
     dataset = dataset_name("both")
-    model = workdir / "results" / dataset / f"{budgeted}__nnUNetPlans__2d"
+    plans = bundled_plans(workdir) if from_bundled else "nnUNetPlans"
+    model = workdir / "results" / dataset / f"{budgeted}__{plans}__2d"
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
-    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu --c"  # --c: resume a stopped run
+    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu"
+    if from_bundled:
+        command += f" -p {plans} -pretrained_weights {export_bundled(workdir, env)}"
     if not checkpoint.exists():
-        log = workdir / f"train_{dataset}_{budgeted}_all.log"
-        finish(*start(command.split(), env, log), log)
+        log = workdir / f"train_{dataset}_{budgeted}_{plans}_all.log"
+        started = (model / "fold_all" / "checkpoint_latest.pth").exists()
+        # --c resumes a stopped run; nnU-Net refuses it together with -pretrained_weights, which the first start used
+        resume = command.split(" -pretrained_weights")[0] + " --c" if started else command
+        finish(*start(resume.split(), env, log), log)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-    return model, {"command": command, "trainer": budgeted, "epochs": epochs, "iterations_per_epoch": iterations,
+    return model, {"command": command.replace(f"{REPO}/", ""), "trainer": budgeted, "epochs": epochs, "iterations_per_epoch": iterations,
                    "batch_size": batch_size, "training_photos_max_size_px": max_size,
                    "train_wall_s": round(sum(epoch_seconds(logging))), "host": "2 CPU cores",
                    "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
+
+
+def export_bundled(workdir: Path, env: dict) -> Path:
+    """The packed bundled model written out as a stock nnU-Net model folder; returns its checkpoint."""
+    exported = workdir / f"pretrained_{bundled_tag()}"
+    if not exported.exists():
+        run(["nnunet-tongue", "models", "export", DEFAULT_MODEL, "-o", str(exported)], env, workdir / "benchmark.log")
+    return next(exported.glob("*/*/fold_all/checkpoint_final.pth"))
+
+
+def bundled_plans(workdir: Path) -> str:
+    """Writes :data:`BUNDLED_PLANS` beside the two-source dataset's stock plans: those plans (same preprocessed
+    data) with the bundled model's network, so that its weights load at this training size; the patch stays
+    the planned one."""
+    folder = workdir / "preprocessed" / dataset_name("both")
+    plans = json.loads((folder / "nnUNetPlans.json").read_text())
+    network = json.loads((BUNDLED_ROOT / DEFAULT_MODEL / "plans.json").read_text())["configurations"]["2d"]
+    config = plans["configurations"]["2d"]
+    divisor = np.prod(network["architecture"]["arch_kwargs"]["strides"], axis=0)
+    if any(size % int(d) for size, d in zip(config["patch_size"], divisor)):
+        raise SystemExit(f"the planned patch {config['patch_size']} is not a multiple of the bundled network's "
+                         f"downsampling {divisor.tolist()}")
+    config["architecture"] = network["architecture"]
+    plans["plans_name"] = BUNDLED_PLANS
+    (folder / f"{BUNDLED_PLANS}.json").write_text(json.dumps(plans, indent=1))
+    return BUNDLED_PLANS
 
 
 def candidate(args: argparse.Namespace) -> int:
@@ -145,9 +182,12 @@ def candidate(args: argparse.Namespace) -> int:
 
     workdir = args.workdir
     model, training = train(workdir, args.data, args.trainer, args.epochs, args.iterations, args.batch_size,
-                            args.max_size)
+                            args.max_size, args.lr, args.from_bundled)
     env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
-    name = training["trainer"] + ("" if args.max_size == MAX_SIZE else f"_{args.max_size}px")
+    options = ("" if args.max_size == MAX_SIZE else f" --max-size {args.max_size}") + (
+        f" --lr {args.lr:g}" if args.lr else "") + (" --from-bundled" if args.from_bundled else "")
+    name = training["trainer"] + ("" if args.max_size == MAX_SIZE else f"_{args.max_size}px") + (
+        f"_from_{DEFAULT_MODEL}" if args.from_bundled else "")
     packed = workdir / "candidates" / name
     if not (packed / "card.json").exists():
         extent = record_tongue_extent(model, workdir / "raw" / dataset_name("both"))
@@ -159,7 +199,7 @@ def candidate(args: argparse.Namespace) -> int:
         staging.rename(packed)
     command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}"
     results: dict = {"trainer": training["trainer"], "date": date.today().isoformat(), "training": training,
-                     "command": command + ("" if args.max_size == MAX_SIZE else f" --max-size {args.max_size}"),
+                     "command": command + options,
                      "test": {}, "close_up": {}, "resolution_ceiling": {}}
     for source in SOURCES:
         truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
@@ -194,11 +234,15 @@ def main() -> int:
     p.add_argument("--max-size", type=int, default=MAX_SIZE,
                    help=f"train on photos downscaled to N px on their longest side (default {MAX_SIZE}, the bundled "
                         "model's); another size makes a candidate, as --trainer does")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the trainer's); makes a candidate")
+    p.add_argument("--from-bundled", action="store_true",
+                   help="start from the bundled model (its network and weights, nnU-Net's -pretrained_weights) "
+                        "instead of from scratch: fine-tuning, e.g. at another --max-size; makes a candidate")
     args = p.parse_args()
     if args.workdir is None:
         tier = "cpu" if args.max_size == MAX_SIZE else f"cpu_{args.max_size}px"
         args.workdir = REPO / "benchmarks" / "runs" / "cross_dataset" / tier
-    if args.trainer != TRAINER or args.max_size != MAX_SIZE:
+    if args.trainer != TRAINER or args.max_size != MAX_SIZE or args.lr or args.from_bundled:
         if args.score_only:
             p.error("--score-only scores the bundled model; a candidate is scored after its training")
         return candidate(args)

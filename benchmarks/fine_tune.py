@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run
-from bundled_model import MAX_SIZE, TRAINER, _replace_table, bundled_tag, score
+from bundled_model import MAX_SIZE, TRAINER, _replace_table, bundled_tag, export_bundled, score
 from cross_dataset import SOURCES, dataset_name, prepare
 
 from nnunet_tongue.conversion import CONVERSION_KEY
@@ -79,11 +79,7 @@ def main() -> int:
     env = nnunet_env(workdir)
     dataset = small_dataset(workdir, env, args.source, args.cases, args.data)
     tag = bundled_tag()  # the packed model's own folders: a retrained bundled model is fine-tuned afresh
-    pretrained_root = workdir / f"pretrained_{tag}"
-    if not pretrained_root.exists():
-        run(["nnunet-tongue", "models", "export", DEFAULT_MODEL, "-o", str(pretrained_root)], env,
-            workdir / "benchmark.log")
-    pretrained = next(pretrained_root.glob("*/*/fold_all/checkpoint_final.pth"))
+    pretrained = export_bundled(workdir, env)
     budgeted = budget_trainer_name(TRAINER, args.epochs, args.iterations, 3, batch_size=args.batch_size)
     photos = workdir / f"test_photos_{args.source}"
     truth = workdir / "fullres" / dataset_name(args.source) / "labelsTs"
