@@ -144,8 +144,8 @@ def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int,
         resume = command.split(" -pretrained_weights")[0] + " --c" if started else command
         finish(*start(resume.split(), env, log), log)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-    return model, {"command": command.replace(f"{REPO}/", ""), "trainer": budgeted, "epochs": epochs, "iterations_per_epoch": iterations,
-                   "batch_size": batch_size, "training_photos_max_size_px": max_size,
+    return model, {"command": command.replace(f"{REPO}/", ""), "trainer": budgeted, "epochs": epochs,
+                   "iterations_per_epoch": iterations, "batch_size": batch_size, "training_photos_max_size_px": max_size,
                    "train_wall_s": round(sum(epoch_seconds(logging))), "host": "2 CPU cores",
                    "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
 

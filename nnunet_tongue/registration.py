@@ -22,8 +22,14 @@ ENV_TRAINERS = "nnUNet_extTrainer"
 ENV_SWITCH = "NNUNET_TONGUE_AUTOREGISTER"
 
 
+def switched_off(variable: str) -> bool:
+    """Whether the environment sets ``variable`` to ``0``, ``false``, ``no`` or ``off`` (any case): the
+    plug-in's on-by-default switches."""
+    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "no", "off")
+
+
 def autoregister_enabled() -> bool:
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+    return not switched_off(ENV_SWITCH)
 
 
 def add_trainer_folder(environ: "os._Environ | dict" = os.environ, folder: str = TRAINER_FOLDER) -> None:

@@ -394,9 +394,10 @@ def test_plugin_trainer_on_cpu_keeps_freed_memory_for_the_next_step(constructed,
     assert calls == [True]
 
 
-def test_reusing_freed_memory_is_left_off_when_the_user_opts_out(constructed, monkeypatch):
+@pytest.mark.parametrize("value", ["0", "off"])
+def test_reusing_freed_memory_is_left_off_when_the_user_opts_out(constructed, monkeypatch, value):
     calls = []
-    monkeypatch.setenv("NNUNET_TONGUE_REUSE_FREED_MEMORY", "0")
+    monkeypatch.setenv("NNUNET_TONGUE_REUSE_FREED_MEMORY", value)
     monkeypatch.setattr(trainers, "reuse_freed_memory", lambda: calls.append(True) or True)
     constructed(trainers.nnUNetTrainerTUNet)
     assert calls == []

@@ -7,7 +7,7 @@ kernel zeroes page by page. Served from a heap that is never trimmed, the same m
 machine a step of nnU-Net's default network took 4.24 s instead of 5.26 s, the T-Unet's 5.56 s instead of 7.12 s
 (medians of five rounds), for 20-33 % more peak memory, which the process then keeps until it exits
 (docs/benchmarks.md, "Freed memory kept for the next step"). The plug-in trainers apply it on CPU unless
-:data:`OPT_OUT` is set to ``0``.
+:data:`OPT_OUT` is switched off (``0``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import platform
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 NEVER = 2**31 - 1  # mallopt takes an int: 2 GiB, above any block a training allocates
-OPT_OUT = "NNUNET_TONGUE_REUSE_FREED_MEMORY"  # "0": the trainers leave malloc as it is
+OPT_OUT = "NNUNET_TONGUE_REUSE_FREED_MEMORY"  # 0 / false / no / off: the trainers leave malloc as it is
 
 
 def reuse_freed_memory() -> bool:

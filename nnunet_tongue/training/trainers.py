@@ -39,6 +39,7 @@ from nnunet_tongue.networks.from_plans import (
     legacy_architecture,
 )
 from nnunet_tongue.networks.tunet import cumulative_strides
+from nnunet_tongue.registration import switched_off
 from nnunet_tongue.training.augmentation import (
     CoatingAugmentation,
     ContextAugmentation,
@@ -60,7 +61,7 @@ class CPUMemoryReuseTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if self.device.type == "cpu" and os.environ.get(OPT_OUT) != "0":
+        if self.device.type == "cpu" and not switched_off(OPT_OUT):
             reuse_freed_memory()
 
 
