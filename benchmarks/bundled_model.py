@@ -134,19 +134,19 @@ def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int,
     plans = bundled_plans(workdir) if from_bundled else "nnUNetPlans"
     model = workdir / "results" / dataset / f"{budgeted}__{plans}__2d"
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
-    command = f"nnUNetv2_train {BOTH[0]} 2d all -tr {budgeted} -device cpu"
-    if from_bundled:
-        command += f" -p {plans} -pretrained_weights {export_bundled(workdir, env)}"
+    command = ["nnUNetv2_train", str(BOTH[0]), "2d", "all", "-tr", budgeted, "-device", "cpu"]
+    command += ["-p", plans] if from_bundled else []
+    # --c resumes a stopped run (or starts one); nnU-Net refuses it beside -pretrained_weights, a first start's flag
+    first = ["-pretrained_weights", str(export_bundled(workdir, env))] if from_bundled else ["--c"]
     if not checkpoint.exists():
         log = workdir / f"train_{dataset}_{budgeted}_{plans}_all.log"
-        started = (model / "fold_all" / "checkpoint_latest.pth").exists()
-        # --c resumes a stopped run; nnU-Net refuses it together with -pretrained_weights, which the first start used
-        resume = command.split(" -pretrained_weights")[0] + " --c" if started else command
-        finish(*start(resume.split(), env, log), log)
+        resume = (model / "fold_all" / "checkpoint_latest.pth").exists()
+        finish(*start(command + (["--c"] if resume else first), env, log), log)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-    return model, {"command": command.replace(f"{REPO}/", ""), "trainer": budgeted, "epochs": epochs,
-                   "iterations_per_epoch": iterations, "batch_size": batch_size, "training_photos_max_size_px": max_size,
-                   "train_wall_s": round(sum(epoch_seconds(logging))), "host": "2 CPU cores",
+    return model, {"command": " ".join(command + first).replace(f"{REPO}/", ""), "trainer": budgeted,
+                   "epochs": epochs, "iterations_per_epoch": iterations, "batch_size": batch_size,
+                   "training_photos_max_size_px": max_size, "train_wall_s": round(sum(epoch_seconds(logging))),
+                   "host": "2 CPU cores",
                    "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
 
 

@@ -55,8 +55,8 @@ from nnunet_tongue.training.sampling import SourceBalancedSampling
 class CPUMemoryReuseTrainer(nnUNetTrainer):
     """nnU-Net's trainer that, on a CPU device, keeps freed tensor memory for the next step instead of returning
     it to the system (:func:`~nnunet_tongue.training.cpu_memory.reuse_freed_memory`): steps about a fifth
-    shorter on CPU for a fifth to a third more peak memory; ``NNUNET_TONGUE_REUSE_FREED_MEMORY=0`` leaves malloc as it is.
-    A base class, not a ``-tr`` trainer."""
+    shorter on CPU for a fifth to a third more peak memory; ``NNUNET_TONGUE_REUSE_FREED_MEMORY=0`` leaves malloc
+    as it is. A base class, not a ``-tr`` trainer."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
