@@ -21,6 +21,7 @@ from conftest import fill_up
 
 from nnunet_tongue.inference.segment import OUTPUT_KINDS, segment_photos
 from nnunet_tongue.inference.segmenter import TongueSegmenter
+from nnunet_tongue.interrupts import signal_name
 from nnunet_tongue.synthetic import make_tongue_photo
 from nnunet_tongue.workspace import console_script
 
@@ -97,7 +98,7 @@ def test_segment_interrupted_anywhere_leaves_whole_outputs_and_the_same_command_
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == status and "Traceback" not in stderr, stderr
-    assert "Run the same command again" in stderr
+    assert f"interrupted by {signal_name(signum)}" in stderr and "Run the same command again" in stderr
     assert not (out / "segment.jsonl").exists(), "an interrupted run must not look finished"
     assert 0 < len(assert_whole_outputs(out)) < 8 * N_PHOTOS
 
@@ -186,6 +187,7 @@ def test_evaluate_interrupted_leaves_no_finished_looking_report_and_the_same_com
     _, stderr = proc.communicate(timeout=30)
     if not (tmp_path / "report" / "summary.json").exists():  # stopped before the end (else it had finished
         assert proc.returncode == status and "Traceback" not in stderr  # and the signal met the exiting process)
+        assert f"interrupted by {signal_name(signum)}" in stderr, stderr
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 or "already holds a report" in again.stderr  # finished before the signal
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())

@@ -11,12 +11,10 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +40,15 @@ from nnunet_tongue.conversion.output import (
 )
 from nnunet_tongue.conversion.report import ERROR, CaseRecord, ConversionError, ConversionReport, Problem
 from nnunet_tongue.conversion.splits import TRAIN, assign_subsets, kfold_splits, read_split_file
-from nnunet_tongue.interrupts import exit_status, ignore_sigint_in_worker, sigterm_as_interrupt, signal_name, signal_number
+from nnunet_tongue.interrupts import (
+    ignore_sigint_in_worker,
+    interrupted_by,
+    sigterm_as_interrupt,
+    signal_name,
+    signal_number,
+    signals_held,
+    stopped,
+)
 
 __all__ = ["ConversionError", "ConversionReport", "Interrupted", "OutputError", "convert_dataset", "main", "parse_mask_values"]
 
@@ -144,13 +150,13 @@ def convert_dataset(
                 write_splits(staging.path, kfold_splits(train_ids, folds))
             report.dataset_folder = target
             write_report(staging.path, report)
-            with _signals_held():  # the dataset appears whole or not at all
+            with signals_held():  # the dataset appears whole or not at all
                 staging.commit(target)
                 staging = None
                 state.published = True
             return report
         finally:
-            with _signals_held():
+            with signals_held():
                 if staging is not None:
                     staging.discard()
                 if lock is not None:
@@ -289,11 +295,11 @@ def _run(
                 for future in as_completed(futures):
                     collect(future.result())
             except OutputFull as full:
-                with _signals_held():
+                with signals_held():
                     _stop_pool(pool)
                 stop(full)
             except BrokenProcessPool:
-                with _signals_held():
+                with signals_held():
                     _stop_pool(pool)
                 problems.append(
                     Problem(
@@ -304,7 +310,7 @@ def _run(
                     )
                 )
             except BaseException:
-                with _signals_held():
+                with signals_held():
                     _stop_pool(pool)
                 raise
             else:
@@ -350,24 +356,6 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         manager.join(5)
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while a step that must not be cut in half runs (renaming the dataset into
-    place, cleaning up), and deliver them afterwards. Only the main thread can; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        if caught:
-            signal.raise_signal(caught[0])
-
-
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -407,8 +395,6 @@ def main(argv: list[str] | None = None) -> int:
     options or an output folder that cannot be used, 130 after Ctrl-C (SIGINT), 143 after SIGTERM."""
     parser = _parser()
     args = parser.parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
     report = None
     try:
         with sigterm_as_interrupt():  # SIGTERM (kill, timeout, a scheduler) takes Ctrl-C's clean way out
@@ -445,20 +431,13 @@ def main(argv: list[str] | None = None) -> int:
             print(report.to_text(), end="")
             return 0
     except KeyboardInterrupt as stop:  # one line, no traceback
-        for s in previous:
-            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C cannot cut the message short
-        how = signal_name(signal_number(stop))
         if isinstance(stop, Interrupted) and stop.message:  # from convert_dataset: what was interrupted, what is left
             message = stop.message
         elif report is not None and report.dataset_folder is not None:
-            message = f"interrupted by {how} after {report.dataset_folder} was written: it is complete"
+            message = f"{interrupted_by(stop)} after {report.dataset_folder} was written: it is complete"
         else:
-            message = f"interrupted by {how}: nothing was written"
-        print(f"{parser.prog}: {message}", file=sys.stderr)
-        return exit_status(stop)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            message = f"{interrupted_by(stop)}: nothing was written"
+        return stopped(parser.prog, message, stop)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from nnunet_tongue.evaluation import figures, report
-from nnunet_tongue.interrupts import exit_status, ignore_sigint_in_worker, sigterm_as_interrupt
+from nnunet_tongue.interrupts import ignore_sigint_in_worker, interrupted_by, sigterm_as_interrupt, stopped
 from nnunet_tongue.evaluation.cases import (
     EvaluationError,
     find_photos,
@@ -237,9 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnunet-tongue evaluate: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
-        print(f"nnunet-tongue evaluate: interrupted; no report was finished in {args.output} (summary.json is "
-              "written last). Run the same command again", file=sys.stderr)
-        return exit_status(interrupt)
+        return stopped("nnunet-tongue evaluate", f"{interrupted_by(interrupt)}; no report was finished in "
+                       f"{args.output} (summary.json is written last). Run the same command again", interrupt)
     print(report.format_summary(summary))
     print(f"report: {args.output}")
     return 0

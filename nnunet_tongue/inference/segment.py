@@ -52,7 +52,7 @@ from nnunet_tongue.inference.segmenter import (
     TongueSegmenter,
     model_folder_from_dataset,
 )
-from nnunet_tongue.interrupts import exit_status, sigterm_as_interrupt
+from nnunet_tongue.interrupts import interrupted_by, sigterm_as_interrupt, stopped
 from nnunet_tongue.models.store import find_model
 from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 
@@ -435,9 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: {full.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
-        print(f"{parser.prog}: interrupted; the photos done so far are in {args.output}, each with all its outputs. "
-              "Run the same command again to finish (it redoes the interrupted run's photos)", file=sys.stderr)
-        return exit_status(interrupt)
+        return stopped(parser.prog, f"{interrupted_by(interrupt)}; the photos done so far are in {args.output}, each "
+                       "with all its outputs. Run the same command again to finish (it redoes the interrupted run's "
+                       "photos)", interrupt)
 
     done = len(report.records)
     per_photo = np.mean([r["seconds"] for r in report.records]) if report.records else float("nan")
