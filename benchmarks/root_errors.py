@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_tongue.evaluation import figures
-from nnunet_tongue.evaluation.cases import find_photos, list_masks, match_cases, read_mask, read_photo
+from nnunet_tongue.evaluation.cases import find_photos, list_masks, match_cases, read_mask
 from nnunet_tongue.evaluation.metrics import binary_metrics, dice
 
 ROOT_FRACTION = 0.25
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         tiles = []
         for case in shown:
             pred, gt = read_mask(preds[case]), read_mask(gts[case])
-            photo = read_photo(photos[case], (gt.shape[1], gt.shape[0])) if case in photos else None
-            tiles.append(figures.Tile(case, rows[case]["dice"], binary_metrics(pred, gt)["hd95"], pred, gt, photo))
+            tiles.append(figures.Tile.of_case(case, rows[case]["dice"], binary_metrics(pred, gt)["hd95"], pred, gt,
+                                              photos.get(case)))
         if tiles:
             figures.contact_sheet(tiles, args.sheet, f"{args.name}: the truth's root higher than the model's "
                                                      "(root-under), then lower (root-over)")

@@ -17,16 +17,10 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from nnunet_tongue.evaluation import figures, report
-from nnunet_tongue.interrupts import ignore_sigint_in_worker, interrupted_by, sigterm_as_interrupt, stopped
-from nnunet_tongue.evaluation.cases import (
-    EvaluationError,
-    find_photos,
-    list_masks,
-    match_cases,
-    read_photo,
-)
+from nnunet_tongue.evaluation.cases import EvaluationError, find_photos, list_masks, match_cases
 from nnunet_tongue.evaluation.metrics import METRICS
 from nnunet_tongue.evaluation.scoring import CaseJob, load_pair, score_case
+from nnunet_tongue.interrupts import ignore_sigint_in_worker, interrupted_by, sigterm_as_interrupt, stopped
 
 #: Report files, by summary key; an existing one is never overwritten without ``overwrite``.
 REPORT_FILES: dict[str, str] = {
@@ -86,13 +80,8 @@ def _match_photos(images_dir: Path, cases: list[str]) -> dict[str, Path]:
 
 
 def _worst_tiles(worst_rows: Iterable[dict[str, object]], jobs: dict[str, CaseJob], photos: dict) -> list[figures.Tile]:
-    tiles = []
-    for row in worst_rows:
-        pred, gt = load_pair(jobs[row["case"]])
-        photo_path = photos.get(row["case"])
-        photo = read_photo(photo_path, (gt.shape[1], gt.shape[0])) if photo_path else None
-        tiles.append(figures.Tile(row["case"], row["dice"], row["hd95"], pred, gt, photo))
-    return tiles
+    return [figures.Tile.of_case(row["case"], row["dice"], row["hd95"], *load_pair(jobs[row["case"]]),
+                                 photos.get(row["case"])) for row in worst_rows]
 
 
 def _conventions(label: int | None, resize_to_gt: bool) -> dict[str, object]:

@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from nnunet_tongue.evaluation.cases import read_photo
+
 #: Outline colours: ground truth drawn wide underneath, prediction thin on top, so both stay visible.
 GT_COLOUR = "#ffd400"
 PRED_COLOUR = "#00c8ff"
@@ -33,6 +35,13 @@ class Tile:
     pred: np.ndarray
     gt: np.ndarray
     photo: np.ndarray | None = None
+
+    @classmethod
+    def of_case(cls, case: str, dice: float, hd95: float, pred: np.ndarray, gt: np.ndarray,
+                photo_path: Path | None) -> Tile:
+        """The tile of one case, its photo (when there is one) read at the masks' size."""
+        photo = read_photo(photo_path, (gt.shape[1], gt.shape[0])) if photo_path else None
+        return cls(case, dice, hd95, pred, gt, photo)
 
 
 def _outline(ax, mask: np.ndarray, colour: str, width: float) -> None:
