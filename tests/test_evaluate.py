@@ -280,6 +280,17 @@ def test_worst_case_sheet_title_names_the_prediction_folder_without_the_machines
     assert titles == [f"2 lowest-Dice case(s) of 3: {'pred' if inside_cwd else pred_dir.resolve()}"]
 
 
+def test_a_long_sheet_title_never_runs_into_the_legend():
+    square = np.zeros((60, 80), dtype=bool)
+    square[10:50, 20:60] = True
+    tiles = [figures.Tile(str(i), 0.95, 3.0, square, square) for i in range(4)]
+    fig = figures.sheet_figure(tiles, "8 lowest-Dice case(s) of 60: " + "a_long_prediction_folder_name/" * 6)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)  # constrained layout places the title and the legend
+    title, legend = fig._suptitle.get_window_extent(renderer), fig.legends[0].get_window_extent(renderer)
+    assert not title.overlaps(legend)
+
+
 def test_worker_processes_give_the_same_numbers(tmp_path):
     pred_dir, gt_dir = make_pair(tmp_path, three_cases())
     serial = evaluate_folders(pred_dir, gt_dir, tmp_path / "a", worst=0, workers=1)

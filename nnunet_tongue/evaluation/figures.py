@@ -51,6 +51,11 @@ def _outline(ax, mask: np.ndarray, colour: str, width: float) -> None:
 
 def contact_sheet(tiles: list[Tile], path: Path, title: str) -> None:
     """Grid of photos (grey when absent) with ground-truth and prediction outlines, captioned with case, Dice, HD95."""
+    sheet_figure(tiles, title).savefig(path)
+
+
+def sheet_figure(tiles: list[Tile], title: str) -> Figure:
+    """The contact sheet's figure: the title on top, the legend under the grid, so a long title never meets it."""
     columns = min(_COLUMNS, len(tiles))
     rows = math.ceil(len(tiles) / columns)
     height, width = tiles[0].gt.shape
@@ -69,9 +74,9 @@ def contact_sheet(tiles: list[Tile], path: Path, title: str) -> None:
         ax.set_title(f"{tile.case}   Dice {tile.dice:.4f}   {detail}", fontsize=10)
         ax.set_axis_off()
     legend = [Line2D([], [], color=GT_COLOUR, lw=_GT_WIDTH), Line2D([], [], color=PRED_COLOUR, lw=_PRED_WIDTH)]
-    fig.legend(legend, ["ground truth", "prediction"], loc="outside upper right", ncol=2, frameon=False)
+    fig.legend(legend, ["ground truth", "prediction"], loc="outside lower center", ncol=2, frameon=False)
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
-    fig.savefig(path)
+    return fig
 
 
 def dice_histogram(dice: list[float], path: Path) -> None:
