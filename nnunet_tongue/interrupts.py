@@ -22,60 +22,44 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def _in_main_thread() -> bool:
-    """Only the main thread may set signal handlers; a command run from a thread leaves them alone."""
-    return threading.current_thread() is threading.main_thread()
-
-
-def _restore(previous: dict) -> None:
-    """Put back the handlers ``signal.signal`` returned (``None``, one not set from Python, becomes the default)."""
-    for signum, handler in previous.items():
-        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-
-
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread; elsewhere
-    (a command run from a thread) signals are left as they are."""
-    if not _in_main_thread():
+def _handling(signals: tuple[int, ...], handler) -> Iterator[None]:
+    """``handler`` for ``signals`` within the block, the previous handlers after it (``None``, one not set from
+    Python, becomes the default). Only the main thread may set handlers; from another thread (a command run from
+    a thread) signals are left as they are."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
     try:
         yield
     finally:
-        _restore(previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread."""
+    return _handling((signal.SIGTERM,), _raise_terminated)
 
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while a step that must not be cut in half runs (renaming a folder into place,
-    cleaning up), and deliver the first one afterwards. Only the main thread can; elsewhere this does nothing."""
-    if not _in_main_thread():
-        yield
-        return
+    cleaning up), and deliver the first one afterwards (main thread only)."""
     caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in STOP_SIGNALS}
     try:
-        yield
+        with _handling(STOP_SIGNALS, lambda signum, frame: caught.append(signum)):
+            yield
     finally:
-        _restore(previous)
         if caught:
             signal.raise_signal(caught[0])
 
 
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
+def signals_ignored() -> contextlib.AbstractContextManager[None]:
     """Ignore SIGINT and SIGTERM within the block (main thread only): a second Ctrl-C cannot cut a last message
     short."""
-    if not _in_main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        _restore(previous)
+    return _handling(STOP_SIGNALS, signal.SIG_IGN)
 
 
 def signal_number(interrupt: KeyboardInterrupt) -> int:
@@ -93,9 +77,10 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
     return 128 + signal_number(interrupt)
 
 
-def interrupted_by(interrupt: KeyboardInterrupt) -> str:
-    """``interrupted by Ctrl-C (SIGINT)`` or ``interrupted by SIGTERM``: how a command's last message begins."""
-    return f"interrupted by {signal_name(signal_number(interrupt))}"
+def interrupted_by(stop: KeyboardInterrupt | int) -> str:
+    """``interrupted by Ctrl-C (SIGINT)`` or ``interrupted by SIGTERM`` (``stop``: the interrupt or its signal
+    number): how a command's last message begins."""
+    return f"interrupted by {signal_name(stop if isinstance(stop, int) else signal_number(stop))}"
 
 
 def stopped(prog: str, message: str, interrupt: KeyboardInterrupt) -> int:

@@ -44,7 +44,6 @@ from nnunet_tongue.interrupts import (
     ignore_sigint_in_worker,
     interrupted_by,
     sigterm_as_interrupt,
-    signal_name,
     signal_number,
     signals_held,
     stopped,
@@ -58,7 +57,7 @@ class Interrupted(KeyboardInterrupt):
     was interrupted and what became of the output."""
 
     def __init__(self, signum: int = signal.SIGINT, message: str = ""):
-        super().__init__(message or f"interrupted by {signal_name(signum)}")
+        super().__init__(message or interrupted_by(signum))
         self.signum = int(signum)
         self.message = message
 
@@ -241,14 +240,14 @@ class _Progress:
     published: bool = False
 
     def interrupted(self, signum: int) -> str:
-        how = signal_name(signum)
+        how = interrupted_by(signum)
         if self.published:
-            return f"interrupted by {how} after {self.target} was written: it is complete"
+            return f"{how} after {self.target} was written: it is complete"
         where = f"{self.stage} ({self.done} of {self.total} done)" if self.stage == "converting cases" else self.stage
         if self.dry_run:
-            return f"interrupted by {how} while {where} (dry run, nothing written)"
+            return f"{how} while {where} (dry run, nothing written)"
         kept = f"; the existing {self.target.name} is unchanged" if self.existed else ""
-        return f"interrupted by {how} while {where}: nothing was published to {self.target} (the partial copy was removed{kept}). Run the same command again to start over."
+        return f"{how} while {where}: nothing was published to {self.target} (the partial copy was removed{kept}). Run the same command again to start over."
 
 
 def _run(
