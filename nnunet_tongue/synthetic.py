@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nnunet_tongue.conversion import RGB_CHANNELS, TONGUE_LABELS
+
 
 def make_tongue_photo(rng: np.random.Generator, width: int = 192, height: int = 144) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic photo: ``(rgb uint8 [H, W, 3], mask uint8 [H, W] with tongue = 1)``."""
@@ -84,8 +86,8 @@ def write_raw_dataset(
         Image.fromarray(mask).save(folder / f"labels{split}" / f"case_{i:03d}.png")
     generate_dataset_json(
         str(folder),
-        channel_names={0: "R", 1: "G", 2: "B"},
-        labels={"background": 0, "tongue": 1},
+        channel_names=RGB_CHANNELS,
+        labels=TONGUE_LABELS,
         num_training_cases=n_train,
         file_ending=".png",
         dataset_name=folder.name,

@@ -11,6 +11,9 @@ from __future__ import annotations
 #: key the converter adds to dataset.json; nnU-Net copies dataset.json into every model folder, so
 #: ``segment`` reads the training scale back from there
 CONVERSION_KEY = "nnunet_tongue_conversion"
+#: dataset.json's channels and labels for every tongue dataset the package writes (RGB photo, tongue = 1)
+RGB_CHANNELS = {0: "R", 1: "G", 2: "B"}
+TONGUE_LABELS = {"background": 0, "tongue": 1}
 
 
 def training_max_size(dataset_json: dict) -> int | None:

@@ -19,7 +19,7 @@ from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
 from nnunet_tongue import __version__
-from nnunet_tongue.conversion import CONVERSION_KEY
+from nnunet_tongue.conversion import CONVERSION_KEY, RGB_CHANNELS, TONGUE_LABELS
 from nnunet_tongue.conversion.report import ERROR, WARNING, CaseRecord, ConversionReport, Problem
 
 #: dataset.json key that records how photos were scaled; the segment command reads it from the model folder
@@ -292,8 +292,8 @@ def write_dataset_json(folder: Path, num_training: int, dataset_name: str, layou
     (training scale: ``max_size`` and the training tongues' extent, from ``folder/labelsTr``)."""
     generate_dataset_json(
         str(folder),
-        channel_names={0: "R", 1: "G", 2: "B"},
-        labels={"background": 0, "tongue": 1},
+        channel_names=RGB_CHANNELS,
+        labels=TONGUE_LABELS,
         num_training_cases=num_training,
         file_ending=".png",
         dataset_name=dataset_name,
