@@ -11,11 +11,14 @@ import sys
 
 #: sub-command -> (module with ``main(argv)``, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("nnunet_tongue.demo", "synthetic tongue photos -> plan -> train T-Unet -> segment -> evaluate (CPU, minutes)"),
+    "demo": ("nnunet_tongue.demo",
+             "synthetic tongue photos -> plan -> train T-Unet -> segment -> evaluate (CPU, minutes)"),
     "convert": ("nnunet_tongue.conversion.convert", "tongue photos + masks / LabelMe / BioHit -> nnU-Net raw dataset"),
-    "plan_and_preprocess": ("nnunet_tongue.planning.plan_and_preprocess", "nnUNetv2_plan_and_preprocess with the plug-in planners (-pl)"),
+    "plan_and_preprocess": ("nnunet_tongue.planning.plan_and_preprocess",
+                            "nnUNetv2_plan_and_preprocess with the plug-in planners (-pl)"),
     "segment": ("nnunet_tongue.inference.segment", "photos -> masks, cut-outs, overlays and a JSON line per photo"),
-    "evaluate": ("nnunet_tongue.evaluation.evaluate", "predicted vs ground-truth masks -> Dice/IoU/HD95/ASSD, CSV, report"),
+    "evaluate": ("nnunet_tongue.evaluation.evaluate",
+                 "predicted vs ground-truth masks -> Dice/IoU/HD95/ASSD, CSV, report"),
     "models": ("nnunet_tongue.models.command", "list, show, install (nnU-Net zip), export and remove tongue models"),
     "app": ("nnunet_tongue.app", "the tongue segmentation app: a local web page (needs nnunet-tongue[app])"),
     "trainer-folder": ("nnunet_tongue.registration", "print the folder to put in nnUNet_extTrainer"),

@@ -68,9 +68,11 @@ def open_image(source: Path | bytes) -> tuple[Image.Image, bool]:
         high_bit_depth = any(";16" in str(tile.args) for tile in im.tile)
         im.load()
     except UnidentifiedImageError:
-        raise BadInput("not an image Pillow can read", "check that it really is a photo/mask, re-export it as PNG or JPEG, or remove it") from None
+        raise BadInput("not an image Pillow can read",
+                       "check that it really is a photo/mask, re-export it as PNG or JPEG, or remove it") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
-        raise BadInput(f"truncated or corrupt image ({exc})", "copy or export it again from the original, or remove it") from None
+        raise BadInput(f"truncated or corrupt image ({exc})",
+                       "copy or export it again from the original, or remove it") from None
     return im, high_bit_depth
 
 
@@ -89,19 +91,25 @@ def photo_to_rgb(im: Image.Image, high_bit_depth: bool = False) -> tuple[np.ndar
         grey = np.asarray(im).astype(np.float64)
         grey8 = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
         return np.repeat(grey8[..., None], 3, axis=2), [
-            Finding("16-bit greyscale photo: scaled to 8 bits (value / 257) and copied into R, G and B", True, "use colour photos if you have them")
+            Finding("16-bit greyscale photo: scaled to 8 bits (value / 257) and copied into R, G and B", True,
+                    "use colour photos if you have them")
         ]
     findings = []
     if high_bit_depth:
-        findings.append(Finding("16-bit-per-channel photo: reduced to 8 bits per channel", True, "none needed if the photo looks right"))
+        findings.append(Finding("16-bit-per-channel photo: reduced to 8 bits per channel", True,
+                                "none needed if the photo looks right"))
     if mode in _GREY:
-        findings.append(Finding(f"greyscale photo (mode {mode}): copied into R, G and B", True, "use colour photos if you have them"))
+        findings.append(Finding(f"greyscale photo (mode {mode}): copied into R, G and B", True,
+                                "use colour photos if you have them"))
     elif mode in _ALPHA:
-        findings.append(Finding(f"photo has an alpha channel (mode {mode}): transparency dropped", True, "none needed if the photo looks right"))
+        findings.append(Finding(f"photo has an alpha channel (mode {mode}): transparency dropped", True,
+                                "none needed if the photo looks right"))
     elif mode == "P":
-        findings.append(Finding("palette (indexed-colour) photo: converted to RGB", True, "use the original photo if you have it"))
+        findings.append(Finding("palette (indexed-colour) photo: converted to RGB", True,
+                                "use the original photo if you have it"))
     elif mode in _OTHER_COLOUR:
-        findings.append(Finding(f"{mode} photo: converted to RGB by Pillow (no colour management)", True, "export it as RGB if the colours look wrong"))
+        findings.append(Finding(f"{mode} photo: converted to RGB by Pillow (no colour management)", True,
+                                "export it as RGB if the colours look wrong"))
     elif mode not in ("RGB", "RGBX"):
         raise BadInput(f"unsupported pixel format (Pillow mode {mode})", "export it as an 8-bit RGB JPEG or PNG")
     return np.asarray(im.convert("RGB")), findings

@@ -42,7 +42,8 @@ def make_tongue_photo(rng: np.random.Generator, width: int = 192, height: int = 
     base = np.array([200, 90, 100], np.float32) + rng.uniform(-30, 30, 3)
     coating = np.clip(1.0 - (u**2 + (v + 0.1) ** 2) * rng.uniform(0.8, 2.0), 0, 1) * rng.uniform(0.0, 0.6)
     texture = rng.normal(0, 8, (height, width, 1)).astype(np.float32)
-    tongue_rgb = base[None, None, :] * (1 - coating[..., None]) + np.array([235, 225, 215], np.float32) * coating[..., None]
+    tongue_rgb = (base[None, None, :] * (1 - coating[..., None])
+                  + np.array([235, 225, 215], np.float32) * coating[..., None])
     img = np.where(tongue[..., None], tongue_rgb + texture, img)
 
     img += rng.normal(0, 6, img.shape).astype(np.float32)
@@ -72,7 +73,8 @@ def write_raw_dataset(
     height: int = 64,
     seed: int = 0,
 ) -> Path:
-    """Write an nnU-Net raw dataset directly (``imagesTr``/``labelsTr``/``imagesTs``/``labelsTs``, RGB png, labels 0/1)."""
+    """Write an nnU-Net raw dataset directly (``imagesTr``/``labelsTr``/``imagesTs``/``labelsTs``, RGB png, labels
+    0/1)."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
     folder = Path(raw_root) / f"Dataset{dataset_id:03d}_{name}"

@@ -65,7 +65,8 @@ class NnUNetWorkspace:
                 "nnUNet_results": str(self.results)}
 
     def environment(self) -> dict[str, str]:
-        """``os.environ`` with this workspace's folders, worker counts, the budget trainers' folder and :attr:`extra`."""
+        """``os.environ`` with this workspace's folders, worker counts, the budget trainers' folder and
+        :attr:`extra`."""
         env = dict(os.environ)
         if self.processes:
             env.setdefault("nnUNet_def_n_proc", str(self.processes))

@@ -96,7 +96,8 @@ class _Findings:
         return any(p.severity == ERROR for p in self.problems)
 
 
-def convert_case_safely(task: CaseTask, options: CaseOptions, out_dir: Path | None) -> tuple[CaseRecord | None, list[Problem]]:
+def convert_case_safely(task: CaseTask, options: CaseOptions,
+                        out_dir: Path | None) -> tuple[CaseRecord | None, list[Problem]]:
     """:func:`convert_case`, with an unexpected exception (a bug, memory) turned into an error naming the case's
     files, so that one bad case cannot end the run without the report."""
     try:
@@ -113,7 +114,8 @@ def convert_case_safely(task: CaseTask, options: CaseOptions, out_dir: Path | No
                 ERROR,
                 name,
                 f"unexpected error while converting case {task.case_id} ({type(exc).__name__}: {exc})",
-                f"check this photo{pair} (open them, export them again); if they look fine, report the error with the files",
+                f"check this photo{pair} (open them, export them again); if they look fine, report the error "
+                "with the files",
             )
         ]
 
@@ -218,7 +220,8 @@ def _read_mask(path: Path, mask_values: dict[int, int] | None, name: str, found:
     return tongue
 
 
-def _draw_labelme(doc: dict, photo: tuple[np.ndarray, tuple[int, int], int], label: str, name: str, found: _Findings) -> np.ndarray | None:
+def _draw_labelme(doc: dict, photo: tuple[np.ndarray, tuple[int, int], int], label: str, name: str,
+                  found: _Findings) -> np.ndarray | None:
     """Tongue yes/no drawn from a LabelMe document at the photo's size; None after an error."""
     rgb = photo[0]
     try:
@@ -248,39 +251,52 @@ def _write(out_dir: Path, task: CaseTask, rgb: np.ndarray, tongue: np.ndarray, f
     return True
 
 
-def _check_mask(tongue: np.ndarray, options: CaseOptions, mask_name: str, found: _Findings) -> tuple[np.ndarray, bool, int]:
+def _check_mask(tongue: np.ndarray, options: CaseOptions, mask_name: str,
+                found: _Findings) -> tuple[np.ndarray, bool, int]:
     """Inverted-mask rule, stray specks, empty and full masks. Returns the mask, inverted?, number of specks."""
     inverted = looks_inverted(tongue)
     if inverted and options.on_inverted == "fail":
-        found.error(mask_name, "inverted mask: the tongue is stored as background", "fix the mask (tongue = white/1), or rerun with --on-inverted fix")
+        found.error(mask_name, "inverted mask: the tongue is stored as background",
+                    "fix the mask (tongue = white/1), or rerun with --on-inverted fix")
     elif inverted and options.on_inverted == "fix":
         tongue = ~tongue
-        found.warn(mask_name, "inverted mask (tongue stored as background): tongue and background swapped", "none needed; check the mask, or use --on-inverted keep if it was right")
+        found.warn(mask_name, "inverted mask (tongue stored as background): tongue and background swapped",
+                   "none needed; check the mask, or use --on-inverted keep if it was right")
     elif inverted:
-        found.warn(mask_name, "mask looks inverted (tongue stored as background): kept as given (--on-inverted keep)", "check the mask")
+        found.warn(mask_name, "mask looks inverted (tongue stored as background): kept as given (--on-inverted keep)",
+                   "check the mask")
 
     tongue, strays, dropped = stray_regions(tongue, options.clean_specks)
     if strays:
         sizes = ", ".join(str(s) for s in strays[:10]) + (", ..." if len(strays) > 10 else "")
         if options.clean_specks is None:
-            found.warn(mask_name, f"{len(strays)} stray region(s) besides the tongue ({sizes} px): kept", "check the mask; --clean-specks PX removes regions smaller than PX pixels")
+            found.warn(mask_name, f"{len(strays)} stray region(s) besides the tongue ({sizes} px): kept",
+                       "check the mask; --clean-specks PX removes regions smaller than PX pixels")
         else:
-            found.warn(mask_name, f"{len(strays)} stray region(s) besides the tongue ({sizes} px): removed the {len(dropped)} smaller than {options.clean_specks} px", "none needed")
+            found.warn(mask_name,
+                       f"{len(strays)} stray region(s) besides the tongue ({sizes} px): removed the {len(dropped)} "
+                       f"smaller than {options.clean_specks} px",
+                       "none needed")
 
     if not tongue.any():
-        found.warn(mask_name, "empty mask (no tongue pixels): kept as a photo without tongue", "draw the tongue, or remove the case if the photo shows one")
+        found.warn(mask_name, "empty mask (no tongue pixels): kept as a photo without tongue",
+                   "draw the tongue, or remove the case if the photo shows one")
     elif tongue.all():
         found.warn(mask_name, "mask covers the whole image", "check the mask")
     return tongue, inverted, len(strays)
 
 
-def _size_mismatch(mask_shape: tuple[int, ...], photo_shape: tuple[int, ...], raw_size: tuple[int, int], photo_name: str) -> tuple[str, str]:
+def _size_mismatch(mask_shape: tuple[int, ...], photo_shape: tuple[int, ...], raw_size: tuple[int, int],
+                   photo_name: str) -> tuple[str, str]:
     """Message and fix for a mask whose size differs from its photo's (after the photo's EXIF orientation)."""
-    message = f"size mismatch: mask is {mask_shape[1]}x{mask_shape[0]} but photo {photo_name} is {photo_shape[1]}x{photo_shape[0]}"
+    message = (f"size mismatch: mask is {mask_shape[1]}x{mask_shape[0]} but photo {photo_name} is "
+               f"{photo_shape[1]}x{photo_shape[0]}")
     if (mask_shape[1], mask_shape[0]) == raw_size:
         return (
-            message + " after its EXIF orientation; the mask fits the unrotated photo (the annotation tool ignored EXIF)",
-            "rotate the mask the way the photo's EXIF orientation says, or save the photo without the EXIF orientation tag",
+            message + " after its EXIF orientation; the mask fits the unrotated photo "
+            "(the annotation tool ignored EXIF)",
+            "rotate the mask the way the photo's EXIF orientation says, or save the photo without the EXIF "
+            "orientation tag",
         )
     return message, "re-export the mask at the photo's size, or pair it with the right photo"
 
@@ -292,10 +308,14 @@ def _unverifiable_orientation(orientation: int, photo_name: str, task: CaseTask)
     return (
         f"photo {photo_name} has EXIF orientation {orientation} ({EXIF_TURNS[orientation]}), applied; the mask has the "
         "photo's size either way, so whether it was drawn on the photo as shown cannot be checked",
-        f"look at labels{suffix}/{task.case_id}.png over images{suffix}/{task.case_id}_0000.png (an overlay): if the mask "
-        "is off, turn it the way the photo's EXIF orientation says, or save the photo without the orientation tag",
+        f"look at labels{suffix}/{task.case_id}.png over images{suffix}/{task.case_id}_0000.png (an overlay): "
+        "if the mask is off, turn it the way the photo's EXIF orientation says, or save the photo without the "
+        "orientation tag",
     )
 
 
 def _unreadable(exc: OSError) -> tuple[str, str]:
-    return f"cannot read the file ({exc.strerror or exc})", "check that it exists and is readable (not a broken link), or remove it"
+    return (
+        f"cannot read the file ({exc.strerror or exc})",
+        "check that it exists and is readable (not a broken link), or remove it",
+    )

@@ -49,7 +49,8 @@ from nnunet_tongue.interrupts import (
     stopped,
 )
 
-__all__ = ["ConversionError", "ConversionReport", "Interrupted", "OutputError", "convert_dataset", "main", "parse_mask_values"]
+__all__ = ["ConversionError", "ConversionReport", "Interrupted", "OutputError", "convert_dataset", "main",
+           "parse_mask_values"]
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT), or SIGTERM under :func:`main`, stopped the conversion; ``signum`` says which. Raised by
@@ -118,7 +119,8 @@ def convert_dataset(
                 Path(images) if images is not None else None,
                 Path(masks) if masks is not None else None,
             )
-            report = ConversionReport(source=str(found.root), layout=found.layout, dataset_name=folder_name, target_folder=target)
+            report = ConversionReport(source=str(found.root), layout=found.layout, dataset_name=folder_name,
+                                      target_folder=target)
             report.add(leftovers)
             report.add(found.problems)
             report.add(check_target(root, dataset_id, dataset_name, overwrite))
@@ -178,7 +180,8 @@ def parse_mask_values(text: str) -> dict[int, int]:
     return mapping
 
 
-def _check_arguments(dataset_id, dataset_name, layout, max_size, on_inverted, clean_specks, folds, split_json, test_ids) -> None:
+def _check_arguments(dataset_id, dataset_name, layout, max_size, on_inverted, clean_specks, folds, split_json,
+                     test_ids) -> None:
     if not 1 <= int(dataset_id) <= 999:
         raise ValueError(f"dataset id must be 1..999, got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", dataset_name):
@@ -203,7 +206,8 @@ def _plan_cases(cases, split_json, test_ids, folds, report: ConversionReport) ->
     seen: dict[str, str] = {}
     for source_id, cid in ids:
         if cid.casefold() in seen:
-            report.add([Problem(ERROR, source_id, f"case id '{cid}' is also the id of '{seen[cid.casefold()]}'", "rename one of the files")])
+            report.add([Problem(ERROR, source_id, f"case id '{cid}' is also the id of '{seen[cid.casefold()]}'",
+                                "rename one of the files")])
         seen.setdefault(cid.casefold(), source_id)
 
     train_ids, test_list, origin = None, list(test_ids or []), "--test-ids"
@@ -221,9 +225,11 @@ def _plan_cases(cases, split_json, test_ids, folds, report: ConversionReport) ->
     if not cases and not report.errors:
         report.add([Problem(ERROR, report.source, "no cases found", "check the source folder and --layout")])
     elif cases and n_train == 0:
-        report.add([Problem(ERROR, origin, "every case is a test case: nothing left to train on", "hold out fewer cases")])
+        report.add([Problem(ERROR, origin, "every case is a test case: nothing left to train on",
+                            "hold out fewer cases")])
     elif folds and n_train < folds:
-        report.add([Problem(ERROR, origin, f"{folds} folds need at least {folds} training cases, there are {n_train}", "use fewer --folds")])
+        report.add([Problem(ERROR, origin, f"{folds} folds need at least {folds} training cases, there are {n_train}",
+                            "use fewer --folds")])
     return [CaseTask(cid, subset, c) for c, (_, cid), subset in zip(cases, ids, subsets)]
 
 
@@ -247,7 +253,8 @@ class _Progress:
         if self.dry_run:
             return f"{how} while {where} (dry run, nothing written)"
         kept = f"; the existing {self.target.name} is unchanged" if self.existed else ""
-        return f"{how} while {where}: nothing was published to {self.target} (the partial copy was removed{kept}). Run the same command again to start over."
+        return (f"{how} while {where}: nothing was published to {self.target} (the partial copy was removed{kept}). "
+                "Run the same command again to start over.")
 
 
 def _run(
@@ -304,8 +311,10 @@ def _run(
                     Problem(
                         ERROR,
                         str(options.root),
-                        f"a worker process died (killed, e.g. for lack of memory) with {len(tasks) - state.done} case(s) not converted",
-                        "run again; if it happens again, use fewer workers (-j 1) or --max-size, and -j 1 to see at which photo it happens",
+                        f"a worker process died (killed, e.g. for lack of memory) with {len(tasks) - state.done} "
+                        "case(s) not converted",
+                        "run again; if it happens again, use fewer workers (-j 1) or --max-size, and -j 1 to see "
+                        "at which photo it happens",
                     )
                 )
             except BaseException:
@@ -369,21 +378,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", help="folder with the data (optional with --images and --masks)")
     p.add_argument("-o", "--output-root", metavar="DIR", help="where Dataset<ID>_<NAME> goes (default: $nnUNet_raw)")
     p.add_argument("-d", "--dataset-id", type=int, default=501, metavar="ID", help="nnU-Net dataset id (default 501)")
-    p.add_argument("-n", "--dataset-name", default="Tongue", metavar="NAME", help="dataset name (default Tongue -> Dataset501_Tongue)")
+    p.add_argument("-n", "--dataset-name", default="Tongue", metavar="NAME",
+                   help="dataset name (default Tongue -> Dataset501_Tongue)")
     p.add_argument("--layout", choices=LAYOUTS, default="auto", help="source layout (default: detect)")
     p.add_argument("--images", metavar="DIR", help="photo folder (paired layout, with --masks)")
     p.add_argument("--masks", metavar="DIR", help="mask folder (paired layout, with --images)")
     held_out = p.add_mutually_exclusive_group()
-    held_out.add_argument("--split-json", metavar="FILE", help='JSON with a "test" (and optional "train") list of ids, e.g. biohit_split.json')
-    held_out.add_argument("--test-ids", metavar="IDS", help="comma-separated ids (file stems) to hold out as imagesTs/labelsTs")
-    p.add_argument("--folds", type=int, metavar="K", help="also write splits_final.json with K folds over the training cases")
-    p.add_argument("--max-size", type=int, metavar="PX", help="shrink photos whose longest side is above PX (recorded per case and in dataset.json)")
+    held_out.add_argument("--split-json", metavar="FILE",
+                          help='JSON with a "test" (and optional "train") list of ids, e.g. biohit_split.json')
+    held_out.add_argument("--test-ids", metavar="IDS",
+                          help="comma-separated ids (file stems) to hold out as imagesTs/labelsTs")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="also write splits_final.json with K folds over the training cases")
+    p.add_argument("--max-size", type=int, metavar="PX",
+                   help="shrink photos whose longest side is above PX (recorded per case and in dataset.json)")
     p.add_argument("-j", "--workers", type=int, metavar="N", help="worker processes (default: number of CPUs)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (only once the new one is complete)")
-    p.add_argument("--on-inverted", choices=ON_INVERTED, default="fix", help="inverted masks: fix and warn (default), fail, or keep and warn")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset (only once the new one is complete)")
+    p.add_argument("--on-inverted", choices=ON_INVERTED, default="fix",
+                   help="inverted masks: fix and warn (default), fail, or keep and warn")
     p.add_argument("--mask-values", metavar="MAP", help="explicit mask value -> label map, e.g. 0:0,128:1,255:1")
-    p.add_argument("--clean-specks", type=int, metavar="PX", help="remove stray tongue regions smaller than PX pixels (default: keep, warn)")
-    p.add_argument("--labelme-label", default="tongue", metavar="NAME", help="LabelMe shape label of the tongue (default tongue, any case)")
+    p.add_argument("--clean-specks", type=int, metavar="PX",
+                   help="remove stray tongue regions smaller than PX pixels (default: keep, warn)")
+    p.add_argument("--labelme-label", default="tongue", metavar="NAME",
+                   help="LabelMe shape label of the tongue (default tongue, any case)")
     p.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -1,4 +1,5 @@
-"""LabelMe annotations: read the JSON, find its photo (file beside it or embedded imageData), draw the tongue polygons."""
+"""LabelMe annotations: read the JSON, find its photo (file beside it or embedded imageData), draw the tongue
+polygons."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def load_labelme(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"not readable JSON ({exc})", "save it again from LabelMe, or remove it") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
-        raise BadInput("not a LabelMe annotation (no 'shapes' list)", "move files that are not LabelMe annotations out of the folder")
+        raise BadInput("not a LabelMe annotation (no 'shapes' list)",
+                       "move files that are not LabelMe annotations out of the folder")
     return doc
 
 
@@ -43,7 +45,8 @@ def photo_file(doc: dict, json_path: Path, root: Path) -> Path | None:
         if not outside and candidate.is_file():
             return candidate
         names.append(Path(image_path).name)
-    names += [json_path.stem + suffix for suffix in PHOTO_SUFFIXES] + [json_path.stem + suffix.upper() for suffix in PHOTO_SUFFIXES]
+    names += ([json_path.stem + suffix for suffix in PHOTO_SUFFIXES]
+              + [json_path.stem + suffix.upper() for suffix in PHOTO_SUFFIXES])
     for name in names:
         candidate = json_path.parent / name
         if name and candidate.is_file():
@@ -51,7 +54,8 @@ def photo_file(doc: dict, json_path: Path, root: Path) -> Path | None:
     if outside and not doc.get("imageData"):
         raise BadInput(
             f"imagePath {doc['imagePath']!r} points outside the project folder {root}",
-            "put the photo in the project folder (beside the JSON), or save the annotation with image data (imageData) in LabelMe",
+            "put the photo in the project folder (beside the JSON), or save the annotation with image data "
+            "(imageData) in LabelMe",
         )
     return None
 
@@ -92,11 +96,13 @@ def draw_tongue(doc: dict, size: tuple[int, int], label: str) -> tuple[np.ndarra
         if shape_type != "polygon":
             raise BadInput(f"a '{name}' shape is a {shape_type}, not a polygon", "redraw it as a polygon in LabelMe")
         if len(points) < 3:
-            raise BadInput(f"a '{name}' polygon has {len(points)} point(s)", "redraw it with at least 3 points, or delete it")
+            raise BadInput(f"a '{name}' polygon has {len(points)} point(s)",
+                           "redraw it with at least 3 points, or delete it")
         try:
             xy = [(float(x), float(y)) for x, y in points]
         except (TypeError, ValueError):
-            raise BadInput(f"a '{name}' polygon has malformed points", "save the annotation again from LabelMe") from None
+            raise BadInput(f"a '{name}' polygon has malformed points",
+                           "save the annotation again from LabelMe") from None
         draw.polygon(xy, fill=1, outline=1)
         tongue_shapes += 1
     if not tongue_shapes and ignored:
@@ -104,13 +110,14 @@ def draw_tongue(doc: dict, size: tuple[int, int], label: str) -> tuple[np.ndarra
         example = next(iter(ignored)) if len(ignored) == 1 else "NAME"
         raise BadInput(
             f"no shape labelled '{label}' (labels found: {found}): the tongue would be missing",
-            f"pass --labelme-label {example} if that is the tongue's label, or relabel the tongue shapes '{label}' in LabelMe "
-            "(delete the other shapes if the photo shows no tongue)",
+            f"pass --labelme-label {example} if that is the tongue's label, or relabel the tongue shapes '{label}' "
+            "in LabelMe (delete the other shapes if the photo shows no tongue)",
         )
     findings = []
     if ignored:
         names = ", ".join(repr(n) for n in sorted(ignored))
-        findings.append(Finding(f"shapes not labelled '{label}' ignored: {names}", True, f"relabel tongue shapes '{label}' or pass --labelme-label"))
+        findings.append(Finding(f"shapes not labelled '{label}' ignored: {names}", True,
+                                f"relabel tongue shapes '{label}' or pass --labelme-label"))
     return np.asarray(canvas) > 0, findings
 
 

@@ -14,7 +14,8 @@ from nnunet_tongue.photos import MASK_SUFFIXES, PHOTO_SUFFIXES, BadInput
 LAYOUTS = ("auto", "paired", "biohit", "labelme")
 #: folder names (case-insensitive) that auto-detection takes for photos and for masks
 IMAGE_FOLDER_NAMES = ("images", "image", "imgs", "img", "photos", "photo")
-MASK_FOLDER_NAMES = ("masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "annotations", "segmentations")
+MASK_FOLDER_NAMES = ("masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "annotations",
+                     "segmentations")
 #: a mask named ``<photo stem><suffix>`` also matches, e.g. ``a_mask.png`` for ``a.jpg``
 MASK_STEM_SUFFIXES = ("_mask", "-mask", "_masks", "_label", "-label", "_labels", "_gt", "_seg", "_segmentation")
 
@@ -39,14 +40,16 @@ class Discovery:
     problems: list[Problem] = field(default_factory=list)
 
 
-def discover(source: Path | None, layout: str = "auto", images: Path | None = None, masks: Path | None = None) -> Discovery:
+def discover(source: Path | None, layout: str = "auto", images: Path | None = None,
+             masks: Path | None = None) -> Discovery:
     """All cases of ``source`` (or of the explicit ``images``/``masks`` folders) in the given or detected layout."""
     if images is not None or masks is not None:
         if images is None or masks is None:
             raise ValueError("--images and --masks go together: give both folders")
         if layout not in ("auto", "paired"):
             raise ValueError(f"--images and --masks mean the paired layout, not {layout!r}")
-        root = Path(source) if source is not None else Path(os.path.commonpath([Path(images).absolute(), Path(masks).absolute()]))
+        root = (Path(source) if source is not None
+                else Path(os.path.commonpath([Path(images).absolute(), Path(masks).absolute()])))
         return _paired(Path(images), Path(masks), root, "paired")
     if source is None:
         raise ValueError("give a source folder, or both --images and --masks")
@@ -77,7 +80,8 @@ def _detect(root: Path) -> tuple[str, Problem | None]:
     return "auto", Problem(
         ERROR,
         str(root),
-        "cannot tell the layout: no images/ + masks/ (or labels/) folders, no BioHit dataset/ + groundtruth/, no LabelMe *.json",
+        "cannot tell the layout: no images/ + masks/ (or labels/) folders, no BioHit dataset/ + groundtruth/, "
+        "no LabelMe *.json",
         "pass --layout, or --images DIR --masks DIR",
     )
 
@@ -99,11 +103,15 @@ def _biohit(root: Path) -> Discovery:
     truth = _subfolders(folders["groundtruth"]) if "groundtruth" in folders else {}
     mask_folder = truth.get("mask1") or truth.get("mask")
     if "dataset" not in folders or mask_folder is None:
-        return _failed("biohit", root, "not the BioHit release: needs dataset/ and groundtruth/mask1/ (or groundtruth/mask/)", "pass --layout paired, or --images DIR --masks DIR")
+        return _failed("biohit", root,
+                       "not the BioHit release: needs dataset/ and groundtruth/mask1/ (or groundtruth/mask/)",
+                       "pass --layout paired, or --images DIR --masks DIR")
     found = _paired(folders["dataset"], mask_folder, root, "biohit")
     if "mask1" in truth and "mask" in truth:
         found.problems.append(
-            Problem(WARNING, display_path(truth["mask"], root), "both groundtruth/mask1/ and groundtruth/mask/ exist: using mask1", "pass --images and --masks to choose")
+            Problem(WARNING, display_path(truth["mask"], root),
+                    "both groundtruth/mask1/ and groundtruth/mask/ exist: using mask1",
+                    "pass --images and --masks to choose")
         )
     return found
 
@@ -120,7 +128,8 @@ def _paired(images: Path, masks: Path, root: Path, layout: str) -> Discovery:
     mask_files: dict[str, list[Path]] = {}
     for key, files in _by_stem(masks, MASK_SUFFIXES, "mask", root, found.problems).items():
         if key not in photos:  # "a_mask" belongs to photo "a" unless a photo "a_mask" exists
-            key = next((key[: -len(s)] for s in MASK_STEM_SUFFIXES if key.endswith(s) and key[: -len(s)] in photos), key)
+            key = next((key[: -len(s)] for s in MASK_STEM_SUFFIXES
+                        if key.endswith(s) and key[: -len(s)] in photos), key)
         mask_files.setdefault(key, []).extend(files)
     images_name, masks_name = display_path(images, root) + "/", display_path(masks, root) + "/"
     for key in sorted(set(photos) | set(mask_files)):
@@ -129,17 +138,23 @@ def _paired(images: Path, masks: Path, root: Path, layout: str) -> Discovery:
             if len(files) > 1:
                 names = ", ".join(display_path(f, root) for f in files)
                 found.problems.append(
-                    Problem(ERROR, display_path(files[0], root), f"{len(files)} {kind} share the stem '{files[0].stem}': {names}", "rename or remove all but one (photos and masks are matched by file stem)")
+                    Problem(ERROR, display_path(files[0], root),
+                            f"{len(files)} {kind} share the stem '{files[0].stem}': {names}",
+                            "rename or remove all but one (photos and masks are matched by file stem)")
                 )
         if len(these_photos) > 1 or len(these_masks) > 1:
             continue
         if not these_masks:
             found.problems.append(
-                Problem(ERROR, display_path(these_photos[0], root), f"missing mask: no mask with the stem '{these_photos[0].stem}' in {masks_name}", "add its mask, or remove the photo")
+                Problem(ERROR, display_path(these_photos[0], root),
+                        f"missing mask: no mask with the stem '{these_photos[0].stem}' in {masks_name}",
+                        "add its mask, or remove the photo")
             )
         elif not these_photos:
             found.problems.append(
-                Problem(ERROR, display_path(these_masks[0], root), f"orphan mask: no photo with a matching stem in {images_name}", "add its photo, or remove the mask (or fix the file name)")
+                Problem(ERROR, display_path(these_masks[0], root),
+                        f"orphan mask: no photo with a matching stem in {images_name}",
+                        "add its photo, or remove the mask (or fix the file name)")
             )
         else:
             found.cases.append(CaseSource(these_photos[0].stem, these_photos[0], mask=these_masks[0]))
@@ -157,7 +172,9 @@ def _labelme(root: Path) -> Discovery:
     for key, jsons in sorted(by_key.items()):
         if len(jsons) > 1:
             names = ", ".join(display_path(j, root) for j in jsons)
-            found.problems.append(Problem(ERROR, display_path(jsons[0], root), f"{len(jsons)} annotations share the stem '{jsons[0].stem}': {names}", "rename or remove all but one"))
+            found.problems.append(Problem(ERROR, display_path(jsons[0], root),
+                                          f"{len(jsons)} annotations share the stem '{jsons[0].stem}': {names}",
+                                          "rename or remove all but one"))
             continue
         json_path = jsons[0]
         try:
@@ -178,24 +195,33 @@ def _labelme(root: Path) -> Discovery:
         if len(jsons) > 1:  # one photo twice: it could land in training and test at once
             names = " and ".join(display_path(j, root) for j in jsons)
             found.problems.append(
-                Problem(ERROR, display_path(photo, root), f"{len(jsons)} annotations name this photo: {names}", "keep one annotation per photo: remove the extra one, or correct its imagePath")
+                Problem(ERROR, display_path(photo, root), f"{len(jsons)} annotations name this photo: {names}",
+                        "keep one annotation per photo: remove the extra one, or correct its imagePath")
             )
     for path in _visible_files(root):
         if path.suffix.lower() in PHOTO_SUFFIXES and path.resolve() not in claimed:
-            found.problems.append(Problem(ERROR, display_path(path, root), "missing annotation: no LabelMe JSON refers to this photo", f"annotate it (save {path.stem}.json beside it), or move it out"))
+            found.problems.append(Problem(ERROR, display_path(path, root),
+                                          "missing annotation: no LabelMe JSON refers to this photo",
+                                          f"annotate it (save {path.stem}.json beside it), or move it out"))
     return found
 
 
-def _by_stem(folder: Path, suffixes: tuple[str, ...], kind: str, root: Path, problems: list[Problem]) -> dict[str, list[Path]]:
-    """Files of ``folder`` grouped by stem (NFC, case-folded); subfolders and other file types are reported and skipped."""
+def _by_stem(folder: Path, suffixes: tuple[str, ...], kind: str, root: Path,
+             problems: list[Problem]) -> dict[str, list[Path]]:
+    """Files of ``folder`` grouped by stem (NFC, case-folded); subfolders and other file types are reported and
+    skipped."""
     grouped: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
         if path.is_dir():
-            problems.append(Problem(WARNING, display_path(path, root), "subfolder ignored (subfolders are not searched)", "move its files up if they belong to the dataset"))
+            problems.append(Problem(WARNING, display_path(path, root),
+                                    "subfolder ignored (subfolders are not searched)",
+                                    "move its files up if they belong to the dataset"))
         elif path.suffix.lower() not in suffixes:
-            problems.append(Problem(WARNING, display_path(path, root), f"ignored: not a {kind} file type ({', '.join(suffixes)})", "convert it to PNG or JPEG if it belongs to the dataset"))
+            problems.append(Problem(WARNING, display_path(path, root),
+                                    f"ignored: not a {kind} file type ({', '.join(suffixes)})",
+                                    "convert it to PNG or JPEG if it belongs to the dataset"))
         else:
             grouped.setdefault(_key(path.stem), []).append(path)
     return grouped

@@ -51,7 +51,8 @@ def mask_levels(im: Image.Image) -> tuple[np.ndarray, int, list[Finding]]:
         if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
             return np.asarray(im.convert("L")), 255, [Finding(f"colour mask (mode {mode}): reduced to luminance")]
         return rgb[..., 0], 255, []
-    raise BadInput(f"unsupported mask pixel format (Pillow mode {mode})", "save the mask as an 8-bit greyscale PNG (0 = background, 255 = tongue)")
+    raise BadInput(f"unsupported mask pixel format (Pillow mode {mode})",
+                   "save the mask as an 8-bit greyscale PNG (0 = background, 255 = tongue)")
 
 
 def binarise(values: np.ndarray, full_scale: int, mapping: dict[int, int] | None) -> tuple[np.ndarray, list[Finding]]:
@@ -69,15 +70,18 @@ def binarise(values: np.ndarray, full_scale: int, mapping: dict[int, int] | None
     if mapping is not None:
         unknown = [int(v) for v in levels if int(v) not in mapping]
         if unknown:
-            raise BadInput(f"mask values {_preview(unknown)} are not in --mask-values", "add every value the masks use to --mask-values")
+            raise BadInput(f"mask values {_preview(unknown)} are not in --mask-values",
+                           "add every value the masks use to --mask-values")
         return np.isin(values, [v for v, label in mapping.items() if label == 1]), []
     if len(levels) == 1:
         return values > 0, []
     if len(levels) == 2:
         low, high = int(levels[0]), int(levels[1])
         if low != 0:
-            return values == high, [Finding(f"two-valued mask {low}/{high} without 0: {high} taken as tongue", True, "check the mask; pass --mask-values to say otherwise")]
-        return values == high, [] if high in (1, full_scale) else [Finding(f"mask values 0/{high}: {high} taken as tongue")]
+            return values == high, [Finding(f"two-valued mask {low}/{high} without 0: {high} taken as tongue", True,
+                                            "check the mask; pass --mask-values to say otherwise")]
+        return values == high, ([] if high in (1, full_scale)
+                                else [Finding(f"mask values 0/{high}: {high} taken as tongue")])
     low_band = values <= full_scale * 0.1
     high_band = values >= full_scale * 0.9
     between = values[~(low_band | high_band)]
@@ -87,7 +91,8 @@ def binarise(values: np.ndarray, full_scale: int, mapping: dict[int, int] | None
         in_between = int(between.size)
         return values >= threshold, [
             Finding(
-                f"mask has {len(levels)} grey levels ({in_between} px in between; lossy or anti-aliased): tongue = value >= {threshold}",
+                f"mask has {len(levels)} grey levels ({in_between} px in between; lossy or anti-aliased): "
+                f"tongue = value >= {threshold}",
                 True,
                 "save masks as lossless PNG with exactly two values",
             )
@@ -114,7 +119,8 @@ def looks_inverted(tongue: np.ndarray) -> bool:
         return False
     sizes = np.bincount(labels.ravel())[1:]
     biggest = int(sizes.argmax())
-    if sizes[biggest] < INVERTED_MIN_BLOB_SHARE * background.sum() or sizes[biggest] < INVERTED_MIN_BLOB_AREA * tongue.size:
+    if (sizes[biggest] < INVERTED_MIN_BLOB_SHARE * background.sum()
+            or sizes[biggest] < INVERTED_MIN_BLOB_AREA * tongue.size):
         return False
     blob = labels == biggest + 1
     sides = int(blob[0].any()) + int(blob[-1].any()) + int(blob[:, 0].any()) + int(blob[:, -1].any())

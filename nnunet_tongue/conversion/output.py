@@ -64,21 +64,28 @@ def check_target(output_root: Path, dataset_id: int, name: str, overwrite: bool)
     target = output_root / folder_name
     problems = []
     if target.exists() and not target.is_dir():
-        problems.append(Problem(ERROR, str(target), "exists and is not a folder", "remove it, or choose another -o/--output-root"))
+        problems.append(Problem(ERROR, str(target), "exists and is not a folder",
+                                "remove it, or choose another -o/--output-root"))
     elif target.exists() and not overwrite:
-        problems.append(Problem(ERROR, str(target), "dataset already exists", "pass --overwrite to replace it (the old one stays until the new one is complete), or choose another --dataset-id"))
+        problems.append(Problem(ERROR, str(target), "dataset already exists",
+                                "pass --overwrite to replace it (the old one stays until the new one is complete), "
+                                "or choose another --dataset-id"))
     if output_root.is_dir():
         for other in sorted(output_root.glob(dataset_folder_name(dataset_id, "*"))):
             if other.name != folder_name and other.is_dir():
-                problems.append(Problem(ERROR, str(other), f"nnU-Net dataset id {dataset_id} is already used by {other.name}", "choose another --dataset-id, or remove that dataset"))
+                problems.append(Problem(ERROR, str(other),
+                                        f"nnU-Net dataset id {dataset_id} is already used by {other.name}",
+                                        "choose another --dataset-id, or remove that dataset"))
     preprocessed = os.environ.get("nnUNet_preprocessed")
     if preprocessed and (Path(preprocessed) / folder_name).is_dir():
         problems.append(
             Problem(
                 WARNING,
                 str(Path(preprocessed) / folder_name),
-                "preprocessed data of an earlier dataset with this name exists; nnU-Net trains on it, not on the new raw data",
-                f"delete it and run nnUNetv2_plan_and_preprocess again (a {SPLITS_FILE} there takes precedence over the new one)",
+                "preprocessed data of an earlier dataset with this name exists; "
+                "nnU-Net trains on it, not on the new raw data",
+                "delete it and run nnUNetv2_plan_and_preprocess again "
+                f"(a {SPLITS_FILE} there takes precedence over the new one)",
             )
         )
     return problems
@@ -131,8 +138,10 @@ class OutputLock:
                     Problem(
                         ERROR,
                         str(self._target),
-                        f"another convert is writing this dataset (it holds {self.path.name}" + (f", process {holder}" if holder.isdigit() else "") + "); nothing was done",
-                        "wait until it has finished (then rerun with --overwrite if you want to replace its result), or choose another --dataset-id or -o/--output-root",
+                        f"another convert is writing this dataset (it holds {self.path.name}"
+                        + (f", process {holder}" if holder.isdigit() else "") + "); nothing was done",
+                        "wait until it has finished (then rerun with --overwrite if you want to replace its result), "
+                        "or choose another --dataset-id or -o/--output-root",
                     )
                 ) from None
             except BaseException:
@@ -187,11 +196,17 @@ def remove_leftovers(output_root: Path, folder_name: str) -> list[Problem]:
     for old in sorted(output_root.glob(f".{folder_name}.*.old"), key=lambda p: p.stat().st_mtime, reverse=True):
         if not target.exists():
             os.replace(old, target)
-            problems.append(Problem(WARNING, str(target), f"put back from {old.name}, where an interrupted --overwrite run had moved it aside", "none needed"))
+            problems.append(Problem(WARNING, str(target),
+                                    f"put back from {old.name}, where an interrupted --overwrite run "
+                                    "had moved it aside", "none needed"))
         else:
             shutil.rmtree(old, ignore_errors=True)
-            problems.append(Problem(WARNING, str(old), "removed: a dataset an interrupted --overwrite run had moved aside", "none needed"))
-    for pattern, what in (("partial", "staging folder of an earlier interrupted convert of this dataset (never published)"), ("trash", "remains of a replaced dataset")):
+            problems.append(Problem(WARNING, str(old),
+                                    "removed: a dataset an interrupted --overwrite run had moved aside",
+                                    "none needed"))
+    for pattern, what in (("partial", "staging folder of an earlier interrupted convert of this dataset "
+                                      "(never published)"),
+                          ("trash", "remains of a replaced dataset")):
         for leftover in sorted(output_root.glob(f".{folder_name}.*.{pattern}")):
             shutil.rmtree(leftover, ignore_errors=True)
             problems.append(Problem(WARNING, str(leftover), f"removed: {what}", "none needed"))
@@ -203,7 +218,8 @@ def find_leftovers(output_root: Path, folder_name: str) -> list[Problem]:
     if not output_root.is_dir():
         return []
     found = sorted(p for suffix in ("partial", "old", "trash") for p in output_root.glob(f".{folder_name}.*.{suffix}"))
-    return [Problem(WARNING, str(p), "left by an earlier interrupted convert of this dataset", "none needed: the next convert of this dataset clears it") for p in found]
+    return [Problem(WARNING, str(p), "left by an earlier interrupted convert of this dataset",
+                    "none needed: the next convert of this dataset clears it") for p in found]
 
 
 class Staging:
@@ -297,7 +313,8 @@ def write_dataset_json(folder: Path, num_training: int, dataset_name: str, layou
         num_training_cases=num_training,
         file_ending=".png",
         dataset_name=dataset_name,
-        description=f"Tongue photographs ({layout} layout) converted by nnunet-tongue convert; see {CASES_CSV} and {REPORT_TXT}",
+        description=f"Tongue photographs ({layout} layout) converted by nnunet-tongue convert; "
+                    f"see {CASES_CSV} and {REPORT_TXT}",
         overwrite_image_reader_writer="NaturalImage2DIO",
         license="as the source data",
         converted_by=f"nnunet-tongue convert {__version__}",

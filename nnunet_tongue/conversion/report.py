@@ -76,7 +76,8 @@ class ConversionReport:
         done = "converted" if self.dataset_folder is not None else "without errors"
         return (
             f"{head}\n{len(self.cases)} cases {done} ({n_train} training, {n_test} test) from {self.source} "
-            f"[layout: {self.layout}] in {self.seconds:.1f} s; {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+            f"[layout: {self.layout}] in {self.seconds:.1f} s; {len(self.errors)} error(s), "
+            f"{len(self.warnings)} warning(s)"
         )
 
     def to_text(self) -> str:

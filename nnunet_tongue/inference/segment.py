@@ -56,8 +56,8 @@ from nnunet_tongue.interrupts import interrupted_by, sigterm_as_interrupt, stopp
 from nnunet_tongue.models.store import find_model
 from nnunet_tongue.photos import PHOTO_SUFFIXES, PhotoError, list_photos, load_photo
 
-__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "OutputFolderError", "OutputFullError", "TongueSegmenter",
-           "main"]
+__all__ = ["segment_photos", "SegmentReport", "Failure", "OutputExistsError", "OutputFolderError", "OutputFullError",
+           "TongueSegmenter", "main"]
 
 JSONL_NAME = "segment.jsonl"
 OUTPUT_KINDS = {"mask": ("masks", ".png"), "cutout": ("cutouts", ".png"), "overlay": ("overlays", ".jpg")}

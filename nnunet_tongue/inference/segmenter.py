@@ -272,8 +272,9 @@ class TongueSegmenter:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         predictor = nnUNetPredictor(tile_step_size=self.tile_step_size, use_gaussian=True,
-                                    use_mirroring=self.mirroring, perform_everything_on_device=self.device.type == "cuda",
-                                    device=self.device, verbose=verbose, verbose_preprocessing=verbose, allow_tqdm=False)
+                                    use_mirroring=self.mirroring,
+                                    perform_everything_on_device=self.device.type == "cuda", device=self.device,
+                                    verbose=verbose, verbose_preprocessing=verbose, allow_tqdm=False)
         if self.packed is None:
             _find_budget_trainers(self.model_folder.name.split("__")[0])
             predictor.initialize_from_trained_model_folder(str(self.model_folder), self.folds, self.checkpoint)
@@ -290,7 +291,8 @@ class TongueSegmenter:
     def describe(self) -> dict:
         """What is loaded, for logs and reports."""
         return {"model_folder": str(self.model_folder),
-                **({"model": self.packed.name} if self.packed else {}), "trainer": self.trainer_name, "folds": self.folds,
+                **({"model": self.packed.name} if self.packed else {}),
+                "trainer": self.trainer_name, "folds": self.folds,
                 "checkpoint": self.checkpoint, "device": str(self.device), "mirroring": self.mirroring,
                 "postprocess": self.postprocess, "tile_step_size": self.tile_step_size, "max_size": self.max_size,
                 "rescale": self.rescale, "training_tongue_extent_px": self.tongue_extent,

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             target = PackedModel.open(find_model(args.name)).export(args.output)
             folds = " ".join(p.name[5:] for p in sorted(target.glob("fold_*")))
-            print(f"wrote {target}\n  predict:   nnUNetv2_predict_from_modelfolder -m {target} -f {folds} -i IN -o OUT\n"
+            print(f"wrote {target}\n"
+                  f"  predict:   nnUNetv2_predict_from_modelfolder -m {target} -f {folds} -i IN -o OUT\n"
                   f"  fine-tune: nnUNetv2_train DATASET 2d 0 -tr <trainer> -pretrained_weights "
                   f"{target / ('fold_' + folds.split()[0]) / 'checkpoint_final.pth'}")
         elif args.command == "remove":

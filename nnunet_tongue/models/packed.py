@@ -153,7 +153,8 @@ class PackedModel:
         from nnunet_tongue.networks.from_plans import build_from_architecture
 
         return build_from_architecture(configuration(self.plans, self.card["configuration"])["architecture"],
-                                       len(self.dataset_json["channel_names"]), num_segmentation_heads(self.dataset_json))
+                                       len(self.dataset_json["channel_names"]),
+                                       num_segmentation_heads(self.dataset_json))
 
     def predictor(self, folds: list[int | str], **options) -> PhotoPredictor:
         """A :class:`~nnunet_tongue.inference.predictor.PhotoPredictor` with these folds' weights (checked);
@@ -201,7 +202,8 @@ class PackedModel:
         from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
 
         dataset = self.card.get("dataset") or f"Dataset999_{self.dataset_json.get('name', 'Tongue')}"
-        identifier = convert_trainer_plans_config_to_identifier(self.trainer, self.plans.get("plans_name", "nnUNetPlans"),
+        identifier = convert_trainer_plans_config_to_identifier(self.trainer,
+                                                                self.plans.get("plans_name", "nnUNetPlans"),
                                                                 self.card["configuration"])
         target = Path(results_root) / dataset / identifier
         if target.exists():

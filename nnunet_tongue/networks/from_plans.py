@@ -128,7 +128,8 @@ def architecture_for(network: str, architecture: dict, patch_size: Sequence[int]
         kwargs = planned["arch_kwargs"]
         if "token_size" in options and max(np.atleast_1d(options["token_size"])) != max(kwargs["token_size"]):
             raise ValueError(f"these plans fix a T-Unet on {max(kwargs['token_size'])}-pixel tokens, not the "
-                             f"{options['token_size']} asked for: train this variant on nnU-Net's default plans (no -p)")
+                             f"{options['token_size']} asked for: train this variant on nnU-Net's default plans "
+                             "(no -p)")
         kwargs.update({k: v for k, v in options.items() if k != "token_size"})
         return planned
     source = architecture["arch_kwargs"]

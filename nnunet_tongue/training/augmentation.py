@@ -113,9 +113,9 @@ class CoatingTransform(ImageOnlyTransform):
 
     Works on nnU-Net's normalised image (per-channel z-scores), so "pale" is a lift of ``lift`` standard
     deviations over the pixel's grey level and "yellow" a tint towards red + green and away from blue (up to
-    ``yellow``; slightly negative: grey-blue). The patch is a smooth random field weighted towards the back of the tongue (the top of an
-    upright photo), where coating lies, fading out towards the tongue's edge, over most of the tongue
-    (``sparsity`` 0) down to a small patch at the back (0.8); blended with opacity ``opacity``.
+    ``yellow``; slightly negative: grey-blue). The patch is a smooth random field weighted towards the back of the
+    tongue (the top of an upright photo), where coating lies, fading out towards the tongue's edge, over most of
+    the tongue (``sparsity`` 0) down to a small patch at the back (0.8); blended with opacity ``opacity``.
     The mask is unchanged: coated tongue is tongue.
     """
 

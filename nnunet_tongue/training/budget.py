@@ -3,10 +3,10 @@
 ``<trainer>_<E>epochs_<I>its[_<V>val][_lr<X>][_bs<B>]`` is ``<trainer>`` (a plug-in trainer or nnU-Net's
 ``nnUNetTrainer``) with ``num_epochs = E``, ``num_iterations_per_epoch = I``, and, when given,
 ``num_val_iterations_per_epoch = V``, ``initial_lr = X`` and the plans' batch size replaced by ``B`` (to
-compare trainings on datasets of different sizes, for which nnU-Net plans different batches); everything else is the parent trainer, so a
-budget run compares networks and optimisers on equal terms, and the budget is in the output folder's name.
-They save a checkpoint after every epoch, so ``--c`` resumes them where they stopped. On CUDA they also record
-the training's peak GPU memory in ``fold_N/cuda_memory.json``.
+compare trainings on datasets of different sizes, for which nnU-Net plans different batches); everything else is the
+parent trainer, so a budget run compares networks and optimisers on equal terms, and the budget is in the output
+folder's name. They save a checkpoint after every epoch, so ``--c`` resumes them where they stopped. On CUDA they
+also record the training's peak GPU memory in ``fold_N/cuda_memory.json``.
 
 They are scaffolding for tests, the demo and benchmarks, not product trainers: their folder,
 :data:`nnunet_tongue.registration.BUDGET_TRAINER_FOLDER`, is added to ``nnUNet_extTrainer`` only by

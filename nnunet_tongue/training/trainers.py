@@ -15,8 +15,8 @@ Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`,
 darker than the tongue, or with zoom-outs onto a made-up surrounding),
 :class:`nnUNetTrainerUNet320` (that network capped at 320 features per stage), :class:`nnUNetTrainerUNet320CoatingAug`
 (with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerUNet320CoatingAugBalanced`
-(that, with every source of a multi-source dataset drawn equally often), :class:`nnUNetTrainerTUNetFastPhotoAug` (the recipe of
-the first bundled model),
+(that, with every source of a multi-source dataset drawn equally often), :class:`nnUNetTrainerTUNetFastPhotoAug` (the
+recipe of the first bundled model),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
 """
@@ -276,4 +276,5 @@ PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrai
                     nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast,
                     nnUNetTrainerTUNetNoTransformer, nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug,
                     nnUNetTrainerTUNetCoatingAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320,
-                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerUNet320CoatingAugBalanced, nnUNetTrainerResUNetSGD, nnUNetTrainerFabiansUNetSGD)
+                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerUNet320CoatingAugBalanced, nnUNetTrainerResUNetSGD,
+                    nnUNetTrainerFabiansUNetSGD)
