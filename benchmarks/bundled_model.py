@@ -6,6 +6,7 @@
     python benchmarks/bundled_model.py --epochs 32 --max-size 256   # a candidate: the recipe trained at 256 px
     python benchmarks/bundled_model.py --epochs 16 --max-size 256 --lr 3e-4 --from-bundled
         # a candidate: the bundled model (its network and weights) fine-tuned on photos at 256 px
+    python benchmarks/bundled_model.py --epochs 128 --from-bundled   # a candidate: a second training cycle
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
@@ -29,6 +30,7 @@ same command runs again (budget trainers save a checkpoint after every epoch, an
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -200,17 +202,19 @@ def candidate(args: argparse.Namespace) -> int:
     command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}"
     results: dict = {"trainer": training["trainer"], "date": date.today().isoformat(), "training": training,
                      "command": command + options,
-                     "test": {}, "close_up": {}, "resolution_ceiling": {}}
+                     "test": {}, "close_up": {}, "resolution_ceiling": {}, "vs_bundled": {}}
     for source in SOURCES:
-        truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
-        tag = f"candidate_{name}_{source}"
-        results["test"][source], _ = score(workdir, env, tag, workdir / f"test_photos_{source}", truth,
-                                           ["-m", str(packed)])
+        truth, photos = workdir / "fullres" / dataset_name(source) / "labelsTs", workdir / f"test_photos_{source}"
+        tag, bundled = f"candidate_{name}_{source}", f"{bundled_tag()}_{source}"
+        results["test"][source], _ = score(workdir, env, tag, photos, truth, ["-m", str(packed)])
+        score(workdir, env, bundled, photos, truth, ["-m", str(BUNDLED_ROOT / DEFAULT_MODEL)])
+        results["vs_bundled"][source] = paired_difference(workdir, tag, bundled)
         results["close_up"][source], _ = score(workdir, env, f"{tag}_closeup", *close_ups(workdir, source),
                                                ["-m", str(packed)])
         results["resolution_ceiling"][source] = resolution_ceiling(workdir / "raw" / dataset_name(source) / "labelsTs",
                                                                     truth)
-        print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}}))
+        print(json.dumps({source: {k: results[k][source]["metrics"]["dice"]["mean"] for k in ("test", "close_up")}
+                          | {"vs_bundled": results["vs_bundled"][source]}}))
     out = RESULTS / f"bundled_candidate_{name}.json"
     out.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {out}")
@@ -228,7 +232,8 @@ def main() -> int:
     p.add_argument("--score-only", action="store_true", help="score the bundled model as it is (no training)")
     p.add_argument("--trainer", default=TRAINER,
                    help=f"a candidate recipe (default: the bundled model's, {TRAINER}): trained the same way, packed "
-                        "under WORKDIR/candidates and scored on both test sets and their close-up crops into "
+                        "under WORKDIR/candidates and scored on both test sets (with the per-photo difference to "
+                        "the bundled model on the same photos) and their close-up crops into "
                         "benchmarks/results/bundled_candidate_<trainer>.json; the bundled model, its card and the "
                         "docs are left as they are")
     p.add_argument("--max-size", type=int, default=MAX_SIZE,
@@ -305,6 +310,22 @@ def main() -> int:
     DOCS.write_text(_replace_table(DOCS.read_text(), markdown(results), "bundled-model-figures"))
     print(f"wrote {RESULTS / 'bundled_model.json'} and the table in {DOCS}")
     return 0
+
+
+def paired_difference(workdir: Path, tag: str, reference: str) -> dict:
+    """Per-photo Dice of ``tag`` minus that of ``reference`` on the same test photos (both scored by :func:`score`):
+    mean and its standard error in Dice points (%), and how many photos each model scored higher on."""
+    def per_case(name: str) -> dict[str, float]:
+        with open(workdir / f"evaluation_{name}" / "per_case.csv", newline="") as f:
+            return {row["case"]: float(row["dice"]) for row in csv.DictReader(f)}
+
+    ours, theirs = per_case(tag), per_case(reference)
+    if ours.keys() != theirs.keys():
+        raise SystemExit(f"evaluation_{tag} and evaluation_{reference} scored different photos")
+    diff = 100 * np.array([ours[case] - theirs[case] for case in sorted(ours)])
+    return {"reference": reference, "n": len(diff), "mean_dice_points": round(float(diff.mean()), 3),
+            "standard_error": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 3),
+            "photos_higher": int((diff > 0).sum()), "photos_lower": int((diff < 0).sum())}
 
 
 def _row(name: str, scored: dict) -> str:
