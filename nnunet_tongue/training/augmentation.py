@@ -86,9 +86,9 @@ class ChannelMixTransform(ImageOnlyTransform):
 class PhotoAugmentation(UprightPhotoAugmentation):
     """Augmentation for photos from any camera, distance and light (2d RGB); see the module docstring.
 
-    Scale: a patch shows between 1 / ``scaling[1]`` and 1 / ``scaling[0]`` times the area around its centre
-    (``scaling`` < 1 zooms in, so close-ups and tongues cut by the border; > 1 zooms out, far shots),
-    with probability ``p_scaling`` per sample instead of nnU-Net's 0.2 within (0.7, 1.4).
+    Scale: with probability ``p_scaling`` per sample (nnU-Net: 0.2 within (0.7, 1.4)) a patch samples ``s`` times
+    its width and height around its centre, ``s`` drawn from ``scaling``, so the photo appears 1 / ``s`` times as
+    large: (0.5, 1.8) spans twice as large (close-ups, tongues cut by the border) to 0.56 times (far shots).
     """
 
     scaling = (0.5, 1.8)
