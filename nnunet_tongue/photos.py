@@ -158,7 +158,8 @@ def list_photos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif path.exists():
             found = [path]
         else:
-            raise FileNotFoundError(f"input not found: {path}")
+            raise FileNotFoundError(f"input not found: {path} (check the path; give photos or folders of photos, "
+                                    f"ending in {', '.join(PHOTO_SUFFIXES)})")
         for p in found:
             key = p.resolve()
             if key not in seen:

@@ -108,7 +108,7 @@ def test_list_photos_natural_order_and_suffixes(tmp_path):
     assert [p.name for p in list_photos([tmp_path])] == ["1.jpeg", "2.PNG", "3.webp", "4.tif", "5.bmp", "10.jpg"]
     assert [p.name for p in list_photos([tmp_path / "notes.txt", tmp_path / "10.jpg", tmp_path])][:2] == \
         ["notes.txt", "10.jpg"]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\.jpg \(check the path; give photos or folders of photos"):
         list_photos([tmp_path / "missing.jpg"])
 
 
