@@ -7,7 +7,8 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged):
 1. ``nnunet-tongue convert`` BioHit with ``biohit_split.json`` (240 train / 60 held-out test), downscaled
    to ``--max-size`` for training; a second, full-resolution conversion gives the test ground truth (inverted
    upstream masks fixed the same way);
-2. ``nnUNetv2_plan_and_preprocess``; 3. ``nnUNetv2_train 501 2d 0 -tr <trainer>_<E>epochs_<I>its_<V>val`` for each trainer (the budget in the name)
+2. ``nnUNetv2_plan_and_preprocess``; 3. ``nnUNetv2_train 501 2d 0 -tr <trainer>_<E>epochs_<I>its_<V>val`` for
+   each trainer (the budget in the name)
    (the CPU tier adds the residual networks trained with nnU-Net's SGD, ``*SGD``, for the optimiser study);
 4. ``nnunet-tongue segment`` on the 60 original test photos (masks at 768×576, no mirroring);
 5. ``nnunet-tongue evaluate`` against the full-resolution ground truth.
@@ -18,7 +19,8 @@ hand-written reading of a tier's run, and ``network_speed.md`` appended). A fini
 repeated when the command is re-run: delete ``benchmarks/runs/<tier>/train_<trainer>.json`` to redo one.
 
 A *study* varies one thing on the tier's data and split: ``--study NAME`` with ``--trainers`` and/or
-a setting (``--epochs``, ``--lr``, …) trains into its own results folder and writes ``benchmarks/results/<tier>_study_<NAME>.json``;
+a setting (``--epochs``, ``--lr``, …) trains into its own results folder and writes
+``benchmarks/results/<tier>_study_<NAME>.json``;
 the page lists every study of a tier below the tier's table, e.g.
 
     python benchmarks/biohit_benchmark.py --tier cpu --study token8 --trainers nnUNetTrainerTUNetToken8
@@ -225,8 +227,9 @@ def benchmark(tier: str, workdir: Path, trainers: list[str], study: str | None =
                          f"{cfg['max_size']}: use another --workdir")
     plans = json.loads((workdir / "preprocessed" / "Dataset501_Tongue" / "nnUNetPlans.json").read_text())
     plan2d = plans["configurations"]["2d"]
-    results = {"tier": tier, **({"study": study} if study else {}), "budget": cfg, "patch_size": plan2d["patch_size"], "batch_size": plan2d["batch_size"],
-               "device": cfg["device"], "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+    results = {"tier": tier, **({"study": study} if study else {}), "budget": cfg, "patch_size": plan2d["patch_size"],
+               "batch_size": plan2d["batch_size"], "device": cfg["device"],
+               "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
                **({"gpu": gpu_name()} if cfg["device"] == "cuda" else {}),
                "n_test": len(split["test"]), "trainers": {},
                "resolution_ceiling_dice": resolution_ceiling(dataset / "labelsTs", gt)}
@@ -332,13 +335,16 @@ def study_table(tier: dict, studies: list[dict]) -> list[str]:
         return []
     lines = ["", f"Studies on the same data, split and settings, one thing varied (`--study`; training times "
              "left out: a study may have run beside other work):", "",
-             "| study | trainer | budget (epochs × iterations) | Dice | IoU | HD95 | ASSD |", "|---|---|---|---|---|---|---|"]
+             "| study | trainer | budget (epochs × iterations) | Dice | IoU | HD95 | ASSD |",
+             "|---|---|---|---|---|---|---|"]
 
     def row(label: str, name: str, t: dict, budget: dict) -> str:
         m = t["metrics"]
-        schedule = f"{budget['epochs']} × {budget['iterations']}" + (f", lr {budget['lr']:g}" if budget.get("lr") else "")
+        schedule = f"{budget['epochs']} × {budget['iterations']}" + (
+            f", lr {budget['lr']:g}" if budget.get("lr") else "")
         return (f"| {label} | {name} | {schedule} | {_metric(m['dice'], 100, 'min')} | "
-                f"{_metric(m['iou'], 100, 'min')} | {_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} |")
+                f"{_metric(m['iou'], 100, 'min')} | {_metric(m['hd95'], 1, 'max', 1)} | "
+                f"{_metric(m['assd'], 1, 'max')} |")
 
     reference = tier["trainers"].get("nnUNetTrainerTUNet")
     if reference:
@@ -361,10 +367,12 @@ def markdown(all_results: list[dict]) -> str:
         b = r["budget"]
         res = f"downscaled to longest side {b['max_size']} px for training" if b["max_size"] else "full resolution"
         lines += [f"## {r['tier'].upper()} tier", "",
-                  f"- device: {r['device']}{', ' + r['gpu'] if r.get('gpu') else ''} ({r['host']}); {res}; nnU-Net default 2d plans: patch "
+                  f"- device: {r['device']}{', ' + r['gpu'] if r.get('gpu') else ''} ({r['host']}); {res}; "
+                  "nnU-Net default 2d plans: patch "
                   f"{r['patch_size'][0]}×{r['patch_size'][1]}, batch {r['batch_size']}",
                   f"- budget, identical for every trainer: {b['epochs']} epochs × {b['iterations']} iterations "
-                  f"({b['epochs'] * b['iterations']} steps), fold 0 of nnU-Net's 5-fold split of the 240 training cases",
+                  f"({b['epochs'] * b['iterations']} steps), fold 0 of nnU-Net's 5-fold split "
+                  "of the 240 training cases",
                   "- segment: no test-time mirroring, default post-processing; time per photo = wall time of "
                   "`nnunet-tongue segment` on the 60 photos (model loading included) / 60"]
         if r.get("resolution_ceiling_dice") and b["max_size"]:
@@ -398,9 +406,10 @@ def markdown(all_results: list[dict]) -> str:
             epoch = sorted(t["epoch_s"])[len(t["epoch_s"]) // 2]
             params = f"{t['params_M']:.1f}" if "params_M" in t else "—"
             lines.append(
-                f"| {name} | {t.get('optimiser', '—')} | {params} | {_metric(m['dice'], 100, 'min')} | {_metric(m['iou'], 100, 'min')} | "
-                f"{_metric(m['hd95'], 1, 'max', 1)} | {_metric(m['assd'], 1, 'max')} | "
-                f"{epoch:.0f} | {t['segment_s_per_photo']:.2f} | {t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |"
+                f"| {name} | {t.get('optimiser', '—')} | {params} | {_metric(m['dice'], 100, 'min')} | "
+                f"{_metric(m['iou'], 100, 'min')} | {_metric(m['hd95'], 1, 'max', 1)} | "
+                f"{_metric(m['assd'], 1, 'max')} | {epoch:.0f} | {t['segment_s_per_photo']:.2f} | "
+                f"{t['train_peak_rss_MB']} / {t['segment_peak_rss_MB']} |"
                 + (f" {t.get('peak_cuda_memory_MB', float('nan')):.0f} |" if gpu_memory else ""))
         lines += [f"\n{note}" for note in r.get("notes", [])]
         lines += study_table(r, [st for st in studies if st["tier"] == r["tier"]])
@@ -445,17 +454,20 @@ def main() -> int:
     p.add_argument("--iterations", type=int, help="training iterations per epoch instead of the tier's")
     p.add_argument("--val-iterations", type=int, help="validation iterations per epoch instead of the tier's")
     p.add_argument("--lr", type=float, help="initial learning rate instead of each trainer's (in the trainer's name)")
-    p.add_argument("--max-size", type=int, help="longest side for training instead of the tier's (needs a fresh --workdir)")
+    p.add_argument("--max-size", type=int,
+                   help="longest side for training instead of the tier's (needs a fresh --workdir)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="instead of the tier's (a dry run of the GPU tier: cpu)")
     p.add_argument("--compile", action="store_true",
-                   help="train with nnU-Net's torch.compile (nnUNet_compile=t; the GPU tier turns it off to save start-up time)")
+                   help="train with nnU-Net's torch.compile (nnUNet_compile=t; the GPU tier turns it off to save "
+                        "start-up time)")
     p.add_argument("--data", type=Path, default=BIOHIT,
                    help="folder with biohit/ and biohit_split.json (default: ../shared/data beside the checkout)")
     p.add_argument("--results-dir", type=Path, default=RESULTS,
                    help="where the results JSON and plots go; docs/benchmarks.md is regenerated only for the default")
     p.add_argument("--docs-only", action="store_true", help="only regenerate docs/benchmarks.md from results")
     p.add_argument("--prepare-only", action="store_true",
-                   help="only convert and preprocess the tier's data into --workdir (e.g. while the GPU does other work)")
+                   help="only convert and preprocess the tier's data into --workdir "
+                        "(e.g. while the GPU does other work)")
     args = p.parse_args()
     overrides = {key: value for key, value in (("epochs", args.epochs), ("iterations", args.iterations),
                                                 ("val_iterations", args.val_iterations), ("lr", args.lr),

@@ -337,7 +337,8 @@ def _row(name: str, scored: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| test photos | n | Dice % (mean ± sd) | worst Dice % | IoU % | HD95 px | ASSD px | quality flags raised |",
+    lines = ["| test photos | n | Dice % (mean ± sd) | worst Dice % | IoU % | HD95 px | ASSD px | "
+             "quality flags raised |",
              "|---|---|---|---|---|---|---|---|"]
     for source, name in (("biohit", "BioHit test"), ("ntust", "NTUST test")):
         lines.append(_row(name, results["test"][source]))
@@ -345,7 +346,8 @@ def markdown(results: dict) -> str:
         lines.append(_row(name, results["close_up"][source]))
     for source, name in (("biohit", "BioHit test, test-time mirroring"), ("ntust", "NTUST test, test-time mirroring")):
         lines.append(_row(name, results["mirrored"][source]))
-    agreement = "; ".join(f"{s}: min {100 * a['min_dice']:.3f} %, mean {100 * a['mean_dice']:.3f} % over {a['n']} photos"
+    agreement = "; ".join(f"{s}: min {100 * a['min_dice']:.3f} %, mean {100 * a['mean_dice']:.3f} % "
+                          f"over {a['n']} photos"
                           for s, a in results["float16_vs_float32"].items())
     ceiling = "; ".join(f"{s}: {c['mean']:.2f} ± {c['sd']:.2f} (worst {c['min']:.2f})"
                         for s, c in results["resolution_ceiling"].items())

@@ -41,7 +41,8 @@ def first_mask_seconds(photo: Path, runs: int, env: dict, model: str | None) -> 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             subprocess.run([str(BIN / "nnunet-tongue"), "segment", "-i", str(photo), "-o", tmp, "--no-progress",
-                            "-device", "cpu", *(["-m", model] if model else [])], env=env, check=True, capture_output=True)
+                            "-device", "cpu", *(["-m", model] if model else [])],
+                           env=env, check=True, capture_output=True)
             seconds.append(time.perf_counter() - started)
             if not (Path(tmp) / "masks" / f"{photo.stem}.png").is_file():
                 raise SystemExit(f"no mask written for {photo}")
@@ -113,7 +114,8 @@ def main() -> int:
     load_cold = os.getloadavg()[0]
     warm, second_passes = per_photo_seconds(photos, args.model)
     results = {"date": date.today().isoformat(), "threads": args.threads, "cpu_count": os.cpu_count(),
-               "model": args.model or "bundled", "first_mask_s": cold, "first_mask_phases_s": phases, "per_photo_s": warm, "photos_with_second_pass": second_passes, "photo_size": "768x576",
+               "model": args.model or "bundled", "first_mask_s": cold, "first_mask_phases_s": phases,
+               "per_photo_s": warm, "photos_with_second_pass": second_passes, "photo_size": "768x576",
                "load_avg_1min": [round(load_cold, 2), round(os.getloadavg()[0], 2)]}
     table = "\n".join([
         "| measure | runs | median s | mean s | min s | max s |", "|---|---|---|---|---|---|",

@@ -37,8 +37,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from biohit_benchmark import (BIOHIT as DATA, RESULTS, REPO, CommandFailed, epoch_seconds, finish, nnunet_env, run, start,
-                             training_summary)
+from biohit_benchmark import (BIOHIT as DATA, RESULTS, REPO, CommandFailed, epoch_seconds, finish, nnunet_env, run,
+                             start, training_summary)
 
 from nnunet_tongue.conversion import CONVERSION_KEY
 from nnunet_tongue.conversion.output import measure_tongue_extent
@@ -190,7 +190,8 @@ def cell(workdir: Path, tier: str, trainer: str, train_on: str, repeat: int = 1)
                       "n_cases": summary["n_cases"], "n_rescaled": sum(f != 1.0 for f in rescaled)}
             sheet = report / "worst_cases.png"
             if sheet.exists() and variant == "rescaled" and source != train_on and repeat == 1:  # the page's sheets
-                scored["worst_cases_png"] = f"img/cross_dataset/{docs_sheet(sheet, sheet_name(tier, trainer, train_on, source))}"
+                scored["worst_cases_png"] = (
+                    f"img/cross_dataset/{docs_sheet(sheet, sheet_name(tier, trainer, train_on, source))}")
             result.setdefault("test" if variant == "rescaled" else f"test_{variant}", {})[source] = scored
     return result
 
@@ -265,7 +266,8 @@ def markdown(results: dict) -> str:
                       key=lambda c: (TRAIN_SETS.index(c["train_on"]), c.get("repeat", 1)))
         lines += [f"## {trainer}", "", "| trained on | " + " | ".join(f"Dice on {s} test" for s in SOURCES)
                   + " | " + " | ".join(f"HD95 on {s}" for s in SOURCES) + " | "
-                  + " | ".join(f"Dice on {s} with --no-rescale (photos the default rescaled)" for s in SOURCES) + " | run |",
+                  + " | ".join(f"Dice on {s} with --no-rescale (photos the default rescaled)" for s in SOURCES)
+                  + " | run |",
                   "|---|" + "---|" * (3 * len(SOURCES) + 1)]
         for c in rows:
             dice = [_dice(c["test"][s]["metrics"]["dice"]) for s in SOURCES]

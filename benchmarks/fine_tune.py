@@ -6,8 +6,8 @@ Steps (stock nnU-Net and nnunet-tongue commands, echoed and logged under ``--wor
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``), then a raw dataset holding the
    first ``--cases`` ``train`` cases of ``--source`` (in the split file's order), planned and preprocessed by
    the stock command;
-2. ``nnunet-tongue models export tongue-unet320 -o <workdir>/pretrained_tongue-unet320_<its trainer>``: the bundled model as an
-   nnU-Net model folder;
+2. ``nnunet-tongue models export tongue-unet320 -o <workdir>/pretrained_tongue-unet320_<its trainer>``:
+   the bundled model as an nnU-Net model folder;
 3. ``nnUNetv2_train <id> 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs<B>`` twice, same
    budget and batch: with ``-pretrained_weights <exported checkpoint>`` and from scratch;
 4. ``nnunet-tongue segment`` + ``evaluate`` of both on the source's whole test set, beside the bundled model

@@ -179,8 +179,8 @@ def main() -> None:
         rel = f"{r['step_s'] / base:.2f}×" if base else "—"
         how = f"{r['device']}, {r['dtype']}" + (", compiled" if r["compiled"] else "") + (
             ", freed memory reused" if args.reuse_freed_memory else "")
-        print(f"| {r['network']} | {r['params_M']:.1f} | {r['gflop_per_sample']:.0f} | {r['step_s']:.{digits}f} | {rel} | "
-              f"{r['cpu_user_s']:.1f} / {r['cpu_system_s']:.1f} | {r['first_step_s']:.1f} | "
+        print(f"| {r['network']} | {r['params_M']:.1f} | {r['gflop_per_sample']:.0f} | {r['step_s']:.{digits}f} | "
+              f"{rel} | {r['cpu_user_s']:.1f} / {r['cpu_system_s']:.1f} | {r['first_step_s']:.1f} | "
               f"{r['peak_MB']:.0f} | {how} | {r['patch'][0]}×{r['patch'][1]}, {r['batch']} |")
 
     for r in rows:

@@ -97,11 +97,12 @@ def summarise(rows: dict[str, dict[str, float]]) -> dict[str, object]:
 def sentence(name: str, s: dict[str, object]) -> str:
     """One line for docs."""
     share = s["error_share_pct"]
-    return (f"{name} ({s['n_cases']} photos): {share['fp_root'] + share['fn_root']:.0f} % of the wrong pixels lie in the "
-            f"root band ({share['fp_root']:.0f} % predicted above the truth's root, {share['fn_root']:.0f} % of the "
-            f"truth's root missed); root-over cases {len(s['root_over'])}, root-under cases {len(s['root_under'])}; "
-            f"Dice {s['dice_mean_pct']:.2f}, with true roots {s['dice_true_roots_mean_pct']:.2f}; with the predicted "
-            f"root line moved by " + ", ".join(f"{r:+d} px: {d:.2f}" for r, d in s["dice_root_moved_mean_pct"].items()))
+    return (f"{name} ({s['n_cases']} photos): {share['fp_root'] + share['fn_root']:.0f} % of the wrong pixels lie "
+            f"in the root band ({share['fp_root']:.0f} % predicted above the truth's root, {share['fn_root']:.0f} % "
+            f"of the truth's root missed); root-over cases {len(s['root_over'])}, root-under cases "
+            f"{len(s['root_under'])}; Dice {s['dice_mean_pct']:.2f}, with true roots "
+            f"{s['dice_true_roots_mean_pct']:.2f}; with the predicted root line moved by "
+            + ", ".join(f"{r:+d} px: {d:.2f}" for r, d in s["dice_root_moved_mean_pct"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,8 +91,10 @@ def csv_rows(tmp_path: Path) -> dict[str, dict]:
         return {row["case_id"]: row for row in csv.DictReader(f)}
 
 
-def labelme_json(path: Path, polygons, image_path: str | None, image_data: bytes | None = None, w: int = W, h: int = H) -> Path:
-    shapes = [{"label": name, "points": points, "group_id": None, "shape_type": "polygon", "flags": {}} for name, points in polygons]
+def labelme_json(path: Path, polygons, image_path: str | None, image_data: bytes | None = None, w: int = W,
+                 h: int = H) -> Path:
+    shapes = [{"label": name, "points": points, "group_id": None, "shape_type": "polygon", "flags": {}}
+              for name, points in polygons]
     doc = {
         "version": "5.4.1",
         "flags": {},
@@ -218,7 +220,8 @@ def test_folds_write_splits_final_json_into_the_raw_dataset(tmp_path):
 def test_max_size_shrinks_the_longest_side_and_records_the_scale(tmp_path):
     convert(paired(tmp_path / "src"), tmp_path, max_size=32)
     row = csv_rows(tmp_path)["a"]
-    assert (row["original_width"], row["original_height"], row["stored_width"], row["stored_height"]) == ("64", "48", "32", "24")
+    assert (row["original_width"], row["original_height"], row["stored_width"], row["stored_height"]) == (
+        "64", "48", "32", "24")
     assert float(row["scale"]) == 0.5
     assert Image.open(tmp_path / "raw" / DATASET / "imagesTr" / "a_0000.png").size == (32, 24)
     assert set(np.unique(label(tmp_path, "a"))) == {0, 1}
@@ -277,8 +280,10 @@ def test_nnunet_integrity_check_passes(tmp_path):
 @pytest.mark.integration
 def test_stock_plan_and_preprocess_verifies_the_dataset_and_takes_its_folds(tmp_path):
     convert(paired(tmp_path / "src", stems="abcdefg"), tmp_path, test_ids=["g"], folds=3)
-    env = dict(os.environ, nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"), nnUNet_results=str(tmp_path / "res"), nnUNet_def_n_proc="1")
-    command = [str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"), "-d", "501", "--verify_dataset_integrity", "-c", "2d", "-np", "1", "-npfp", "1", "--no_pp"]
+    env = dict(os.environ, nnUNet_raw=str(tmp_path / "raw"), nnUNet_preprocessed=str(tmp_path / "pre"),
+               nnUNet_results=str(tmp_path / "res"), nnUNet_def_n_proc="1")
+    command = [str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"), "-d", "501",
+               "--verify_dataset_integrity", "-c", "2d", "-np", "1", "-npfp", "1", "--no_pp"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     copied = json.loads((tmp_path / "pre" / DATASET / "splits_final.json").read_text())
@@ -364,7 +369,8 @@ def test_labelme_photo_embedded_as_image_data(tmp_path):
 
 def test_labelme_shapes_with_other_labels_are_ignored_with_a_warning(tmp_path):
     save(photo(), tmp_path / "lm" / "p3.png")
-    labelme_json(tmp_path / "lm" / "p3.json", [("tongue", TONGUE_POLYGON), ("teeth", [[0, 0], [10, 0], [5, 5]])], "p3.png")
+    labelme_json(tmp_path / "lm" / "p3.json", [("tongue", TONGUE_POLYGON), ("teeth", [[0, 0], [10, 0], [5, 5]])],
+                 "p3.png")
     report = convert(tmp_path / "lm", tmp_path)
     assert "shapes not labelled 'tongue' ignored: 'teeth'" in messages(report.warnings)
     assert label(tmp_path, "p3")[1, 5] == 0
@@ -397,7 +403,8 @@ def test_labelme_annotation_for_another_image_size_is_an_error(tmp_path):
 
 def test_labelme_tongue_under_another_label_is_an_error_naming_the_labels_and_the_fix(tmp_path):
     save(photo(), tmp_path / "lm" / "z.png")
-    labelme_json(tmp_path / "lm" / "z.json", [("Zunge", TONGUE_POLYGON), ("Zaehne", [[0, 0], [10, 0], [5, 5]])], "z.png")
+    labelme_json(tmp_path / "lm" / "z.json", [("Zunge", TONGUE_POLYGON), ("Zaehne", [[0, 0], [10, 0], [5, 5]])],
+                 "z.png")
     report = failure(tmp_path / "lm", tmp_path)
     assert "z.json: no shape labelled 'tongue' (labels found: 'Zaehne', 'Zunge')" in messages(report.errors)
     assert "--labelme-label" in messages(report.errors)
@@ -482,7 +489,8 @@ def test_exif_orientation_that_keeps_the_size_warns_that_the_mask_cannot_be_chec
     save(tongue(w=w, h=h).astype(np.uint8) * 255, tmp_path / "src" / "masks" / "sq.png")
     report = convert(tmp_path / "src", tmp_path)
     text = messages(report.warnings)
-    assert f"masks/sq.png: photo images/sq.jpg has EXIF orientation {orientation}" in text and "cannot be checked" in text
+    assert (f"masks/sq.png: photo images/sq.jpg has EXIF orientation {orientation}" in text
+            and "cannot be checked" in text)
     assert "labelsTr/sq.png over imagesTr/sq_0000.png" in text
 
 
@@ -497,11 +505,16 @@ def test_exif_rotation_of_a_non_square_photo_needs_no_warning(tmp_path):
     ("kind", "make", "warning"),
     [
         ("greyscale", lambda p: save(photo().mean(axis=2).astype(np.uint8), p.with_suffix(".png")), "greyscale photo"),
-        ("rgba", lambda p: save(np.dstack([photo(), np.full((H, W), 200, np.uint8)]), p.with_suffix(".png")), "alpha channel"),
-        ("16-bit grey", lambda p: save(Image.fromarray(photo()[..., 0].astype(np.uint16) * 257), p.with_suffix(".png")), "16-bit greyscale photo"),
-        ("16-bit rgb", lambda p: p.with_suffix(".png").write_bytes(rgb16_png(photo().astype(np.uint16) * 257)), "16-bit-per-channel photo"),
-        ("cmyk", lambda p: save(Image.fromarray(photo()).convert("CMYK"), p.with_suffix(".jpg"), quality=95), "CMYK photo"),
-        ("palette", lambda p: save(Image.fromarray(photo()).convert("P"), p.with_suffix(".png")), "palette (indexed-colour) photo"),
+        ("rgba", lambda p: save(np.dstack([photo(), np.full((H, W), 200, np.uint8)]), p.with_suffix(".png")),
+         "alpha channel"),
+        ("16-bit grey", lambda p: save(Image.fromarray(photo()[..., 0].astype(np.uint16) * 257), p.with_suffix(".png")),
+         "16-bit greyscale photo"),
+        ("16-bit rgb", lambda p: p.with_suffix(".png").write_bytes(rgb16_png(photo().astype(np.uint16) * 257)),
+         "16-bit-per-channel photo"),
+        ("cmyk", lambda p: save(Image.fromarray(photo()).convert("CMYK"), p.with_suffix(".jpg"), quality=95),
+         "CMYK photo"),
+        ("palette", lambda p: save(Image.fromarray(photo()).convert("P"), p.with_suffix(".png")),
+         "palette (indexed-colour) photo"),
     ],
 )
 def test_unusual_photo_formats_become_rgb_with_a_warning(tmp_path, kind, make, warning):
@@ -659,7 +672,8 @@ def test_missing_mask_is_an_error(tmp_path):
     source = paired(tmp_path / "src")
     (source / "masks" / "b.png").unlink()
     report = failure(source, tmp_path)
-    assert "images/b.jpg: missing mask: no mask with the stem 'b' in masks/ Fix: add its mask, or remove the photo" in messages(report.errors)
+    assert ("images/b.jpg: missing mask: no mask with the stem 'b' in masks/ Fix: add its mask, or remove the photo"
+            in messages(report.errors))
 
 
 def test_orphan_mask_is_an_error(tmp_path):
@@ -746,7 +760,8 @@ def test_overwrite_keeps_the_old_dataset_when_the_new_one_has_errors(tmp_path):
     broken = paired(tmp_path / "src2", stems="xy")
     (broken / "masks" / "y.png").unlink()
     failure(broken, tmp_path, overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "raw" / DATASET / "labelsTr").iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+    assert sorted(p.name for p in (tmp_path / "raw" / DATASET / "labelsTr").iterdir()) == [
+        "a.png", "b.png", "c.png", "d.png"]
     assert [p.name for p in (tmp_path / "raw").iterdir()] == [DATASET]
 
 
@@ -789,7 +804,8 @@ def test_all_problems_are_listed_in_one_report_and_nothing_is_left_behind(tmp_pa
     save((~tongue()).astype(np.uint8) * 255, source / "masks" / "e.png")  # inverted: a warning
     report = failure(source, tmp_path)
     text = messages(report.errors)
-    for expected in ("images/a.jpg: missing mask", "masks/orphan.png: orphan mask", "share the stem 'b'", "masks/c.png: size mismatch", "images/d.jpg: file is empty"):
+    for expected in ("images/a.jpg: missing mask", "masks/orphan.png: orphan mask", "share the stem 'b'",
+                     "masks/c.png: size mismatch", "images/d.jpg: file is empty"):
         assert expected in text
     assert len(report.errors) == 5 and "masks/e.png: inverted mask" in messages(report.warnings)
     assert report.dataset_folder is None and not (tmp_path / "raw").exists()
@@ -811,7 +827,8 @@ def test_ctrl_c_publishes_nothing_and_exits_130_with_one_line(tmp_path, capsys, 
     assert "interrupted by Ctrl-C (SIGINT) while writing dataset.json" in err
     assert f"nothing was published to {tmp_path / 'raw' / DATASET}" in err and "Run the same command again" in err
     assert not (tmp_path / "raw").exists()
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
 def test_interrupted_api_call_raises_a_keyboard_interrupt_that_says_what_is_left(tmp_path, monkeypatch):
@@ -953,14 +970,16 @@ def test_nnunet_tongue_convert_dispatches_here(tmp_path):
     from nnunet_tongue.cli import main as cli_main
 
     source = paired(tmp_path / "src")
-    assert cli_main(["convert", str(source), "-o", str(tmp_path / "raw"), "-j", "1", "--no-progress", "--test-ids", "a,b"]) == 0
+    assert cli_main(["convert", str(source), "-o", str(tmp_path / "raw"), "-j", "1", "--no-progress",
+                     "--test-ids", "a,b"]) == 0
     assert len(list((tmp_path / "raw" / DATASET / "imagesTs").iterdir())) == 2
 
 
 def test_runs_as_a_python_module(tmp_path):
     source = paired(tmp_path / "src")
     proc = subprocess.run(
-        [sys.executable, "-m", "nnunet_tongue.conversion.convert", str(source), "-o", str(tmp_path / "raw"), "-j", "2", "--no-progress", "--folds", "2"],
+        [sys.executable, "-m", "nnunet_tongue.conversion.convert", str(source), "-o", str(tmp_path / "raw"), "-j", "2",
+         "--no-progress", "--folds", "2"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -20,14 +20,16 @@ SPECKED = {"112", "267", "285", "289"}
 
 pytestmark = [
     pytest.mark.realdata,
-    pytest.mark.skipif(not (DATA / "biohit" / "images").is_dir(), reason=f"real BioHit data not found at {DATA} (../shared/data beside the checkout)"),
+    pytest.mark.skipif(not (DATA / "biohit" / "images").is_dir(),
+                       reason=f"real BioHit data not found at {DATA} (../shared/data beside the checkout)"),
 ]
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """BioHit converted with the benchmark split's test ids held out as imagesTs/labelsTs."""
-    return convert_dataset(DATA / "biohit", tmp_path_factory.mktemp("raw"), split_json=DATA / "biohit_split.json", progress=False)
+    return convert_dataset(DATA / "biohit", tmp_path_factory.mktemp("raw"), split_json=DATA / "biohit_split.json",
+                           progress=False)
 
 
 def test_split_test_ids_become_imagesTs_and_labelsTs(converted):

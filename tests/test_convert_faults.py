@@ -20,7 +20,8 @@ from PIL import Image
 
 from conftest import fill_up
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to find worker processes")
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
+                                reason="needs Linux /proc to find worker processes")
 
 DATASET = "Dataset501_Tongue"
 N_CASES = 32
@@ -43,14 +44,16 @@ def source(tmp_path_factory) -> Path:
     mask = ((((xx - w / 2) / (w * 0.25)) ** 2 + ((yy - h * 0.55) / (h * 0.3)) ** 2) < 1).astype(np.uint8) * 255
     rng = np.random.default_rng(0)
     for i in range(N_CASES):
-        photo = np.clip(rng.integers(40, 160, 3) + np.stack([xx, yy, xx + yy], -1) // 8 + rng.integers(0, 40, (h, w, 3)), 0, 255)
+        photo = np.clip(rng.integers(40, 160, 3) + np.stack([xx, yy, xx + yy], -1) // 8
+                        + rng.integers(0, 40, (h, w, 3)), 0, 255)
         Image.fromarray(photo.astype(np.uint8)).save(root / "images" / f"c{i:03d}.jpg", quality=90)
         Image.fromarray(mask).save(root / "masks" / f"c{i:03d}.png")
     return root
 
 
 def command(src: Path, out: Path, workers: int) -> list[str]:
-    return [sys.executable, "-m", "nnunet_tongue.conversion.convert", str(src), "-o", str(out), "-j", str(workers), "--no-progress", "--overwrite"]
+    return [sys.executable, "-m", "nnunet_tongue.conversion.convert", str(src), "-o", str(out), "-j", str(workers),
+            "--no-progress", "--overwrite"]
 
 
 def start(args: list[str]) -> subprocess.Popen:
@@ -104,7 +107,8 @@ def hidden(out: Path) -> list[str]:
 def assert_complete(folder: Path) -> None:
     meta = json.loads((folder / "dataset.json").read_text())
     assert meta["numTraining"] == N_CASES
-    assert len(list((folder / "imagesTr").glob("*_0000.png"))) == N_CASES == len(list((folder / "labelsTr").glob("*.png")))
+    assert (len(list((folder / "imagesTr").glob("*_0000.png"))) == N_CASES
+            == len(list((folder / "labelsTr").glob("*.png"))))
     assert (folder / "conversion_cases.csv").is_file() and (folder / "conversion_report.json").is_file()
     with Image.open(folder / "labelsTr" / "c000.png") as im:
         assert im.size == (480, 360)
@@ -149,7 +153,8 @@ def test_stopping_the_pool_while_its_manager_thread_is_being_started_does_not_fa
     ],
     ids=["sigint-group-j2", "sigint-group-j1", "sigterm-j2", "sigterm-group-j2", "sigterm-j1"],
 )
-def test_signal_at_random_points_stops_cleanly_and_the_rerun_completes(tmp_path, source, signum, to_group, workers, trials):
+def test_signal_at_random_points_stops_cleanly_and_the_rerun_completes(tmp_path, source, signum, to_group, workers,
+                                                                       trials):
     rng = random.Random(f"{SEED}-{signum}-{to_group}-{workers}")
     out = tmp_path / "raw"
     args = command(source, out, workers)
@@ -159,7 +164,8 @@ def test_signal_at_random_points_stops_cleanly_and_the_rerun_completes(tmp_path,
         had_dataset = (out / DATASET).is_dir()
         proc = start(args)
         try:
-            wait_for(lambda: bool(hidden(out)), proc)  # the lock (main() and its handlers are in place) or a staging folder
+            # the lock (main() and its handlers are in place) or a staging folder
+            wait_for(lambda: bool(hidden(out)), proc)
             time.sleep(delay)
             sent = time.monotonic()
             if proc.poll() is None:
@@ -177,13 +183,15 @@ def test_signal_at_random_points_stops_cleanly_and_the_rerun_completes(tmp_path,
         assert workers_gone, f"{where}: worker processes left"
         assert hidden(out) == [], f"{where}: left {hidden(out)}"
         if f"wrote {out / DATASET}" in stdout or "it is complete" in err:  # it had published before the signal came
-            # exit 0; or the signal's own status (128 + n, or killed by it once main() had returned: a shell shows 128 + n)
+            # exit 0; or the signal's own status (128 + n, or killed by it once main() had returned: a shell shows
+            # 128 + n)
             assert proc.returncode in (0, 128 + signum, -signum), f"{where}: {proc.returncode}\n{err}"
             assert_complete(out / DATASET)
         else:
             assert proc.returncode == 128 + signum, f"{where}: exit {proc.returncode}\n{err}"
             message = err.strip().splitlines()[-1]
-            assert "interrupted by" in message and "nothing was published" in message and "Run the same command again" in message, message
+            assert ("interrupted by" in message and "nothing was published" in message
+                    and "Run the same command again" in message), message
             if had_dataset:  # --overwrite was interrupted: the earlier dataset is untouched
                 assert "is unchanged" in message
                 assert_complete(out / DATASET)
@@ -214,7 +222,8 @@ def test_a_second_ctrl_c_does_not_hang_it(tmp_path, source):
             proc.kill()
             proc.communicate()
     assert stopped_after < STOP_SECONDS and "Traceback" not in err, err
-    assert proc.returncode in (130, -signal.SIGINT), err  # -2: the second one came as it exited; a shell shows 130 either way
+    # -2: the second one came as it exited; a shell shows 130 either way
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert not out.exists()
 
 

@@ -44,7 +44,8 @@ def test_tunet_uses_16_pixel_patches_and_six_8_head_elu_layers_by_default(monkey
     assert isinstance(block.mlp.act, nn.ELU)
     calls = []
     fused = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or fused(*a, **k))
     net(torch.randn(1, 3, 64, 64))
     assert len(calls) == 6, "attention should go through scaled_dot_product_attention, once per block"
 
@@ -142,7 +143,8 @@ def test_tunet_variant_options_also_apply_to_plans_the_tunet_planner_wrote():
     planned = architecture_for("TUNet", default, patch)  # what nnUNetTongueTUNetPlanner writes into its plans
     for options in TUNET_VARIANTS.values():
         if "token_size" not in options:
-            assert architecture_for("TUNet", planned, patch, **options) == architecture_for("TUNet", default, patch, **options)
+            assert (architecture_for("TUNet", planned, patch, **options)
+                    == architecture_for("TUNet", default, patch, **options))
 
 
 def test_token8_variant_refuses_plans_planned_for_16_pixel_tokens():
@@ -186,7 +188,8 @@ def test_plans_written_before_0_2_rebuild_the_network_of_then(variant):
                        "pos_embed_grid": [4, 6]}}
     from_planner = legacy_architecture("TUNet", planner_0_1, patch, **TUNET_VARIANTS[variant])["arch_kwargs"]
     assert json.loads(json.dumps(from_planner)) == json.loads(json.dumps(from_default))  # as in plans.json
-    assert build_from_architecture(legacy_architecture("TUNet", planner_0_1, patch)).transformer.pos_embed.shape == (1, 24, 512)
+    assert build_from_architecture(
+        legacy_architecture("TUNet", planner_0_1, patch)).transformer.pos_embed.shape == (1, 24, 512)
 
 
 def test_tunet_gradients_reach_transformer_and_cnn_encoder():
@@ -281,7 +284,8 @@ def test_residual_unet_has_residual_decoder():
 @pytest.mark.parametrize("network", ["ResUNet", "FabiansUNet", "TUNet"])
 def test_every_network_has_a_memory_estimate_and_toggleable_deep_supervision(network):
     patch = (64, 96)
-    net = build_from_architecture(architecture_for(network, default_plans_architecture(patch), patch), deep_supervision=True)
+    net = build_from_architecture(architecture_for(network, default_plans_architecture(patch), patch),
+                                  deep_supervision=True)
     assert net.compute_conv_feature_map_size(patch) > 0
     assert isinstance(net(torch.randn(1, 3, *patch)), (list, tuple))
     net.decoder.deep_supervision = False

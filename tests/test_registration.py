@@ -54,7 +54,8 @@ def test_budget_trainers_are_found_where_the_workspace_runs_nnunet(tmp_path: Pat
     code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
             "t = find('nnUNetTrainerResUNet_5epochs_10its_2val'); "
             "print(t.__module__, t.budget['num_epochs'], t.__mro__[2].__name__)")
-    assert python(code, nnUNet_extTrainer=env["nnUNet_extTrainer"]) == "nnunet_tongue.training.budget 5 nnUNetTrainerResUNet"
+    assert (python(code, nnUNet_extTrainer=env["nnUNet_extTrainer"])
+            == "nnunet_tongue.training.budget 5 nnUNetTrainerResUNet")
 
 
 def test_a_users_own_external_trainer_still_resolves(tmp_path: Path):

@@ -37,7 +37,8 @@ def test_tunet_trains_and_predicts_above_chance(trained_tongue_model):
     assert predict_and_score(trained_tongue_model.nnunet, trained_tongue_model.trainer, "pred_tunet") > ABOVE_CHANCE
 
 
-@pytest.mark.parametrize("trainer", ["nnUNetTrainerResUNet_4epochs_10its_2val", "nnUNetTrainerFabiansUNet_4epochs_10its_2val"])
+@pytest.mark.parametrize("trainer", ["nnUNetTrainerResUNet_4epochs_10its_2val",
+                                     "nnUNetTrainerFabiansUNet_4epochs_10its_2val"])
 def test_residual_unets_train_and_predict_above_chance(planned_synthetic, trainer, tmp_path):
     nnunet = with_results_in(planned_synthetic, tmp_path / "results")
     nnunet.run("nnUNetv2_train", "999", "2d", "0", "-tr", trainer, "-device", "cpu")

@@ -109,7 +109,8 @@ def test_sgd_variants_train_the_same_network_with_nnunets_sgd_schedule(initialis
 
 def test_budget_trainer_keeps_its_parents_optimiser_and_takes_the_budget_its_name_states(initialised):
     trainer = initialised(budget_trainer("nnUNetTrainerResUNetSGD_8epochs_3its"))
-    assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (8, 3) and type(trainer.optimizer) is torch.optim.SGD
+    assert ((trainer.num_epochs, trainer.num_iterations_per_epoch) == (8, 3)
+            and type(trainer.optimizer) is torch.optim.SGD)
     trainer = initialised(budget_trainer("nnUNetTrainerTUNet_8epochs_3its_2val_lr0.0003"))
     assert isinstance(trainer.optimizer, GuardedAdamW) and trainer.num_val_iterations_per_epoch == 2
     assert trainer.initial_lr == 3e-4 and trainer.lr_scheduler.initial_lr == 3e-4
