@@ -101,3 +101,43 @@ def test_moving_the_predicted_root_line_up_by_the_gap_matches_the_truth():
     gt, pred = _tongue(10), _tongue(14)
     assert root.case_errors(pred, gt)["dice_root_moved_+4"] == 1.0
     assert root.case_errors(_tongue(6), gt)["dice_root_moved_-4"] == 1.0
+
+
+def _coloured_tongue() -> tuple:
+    """A 240 x 180 photo whose tongue (an off-centre ellipse) is red on blue, and its truth mask (0 / 1)."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[:180, :240]
+    mask = ((xx - 140) / 50) ** 2 + ((yy - 100) / 60) ** 2 <= 1
+    photo = np.where(mask[..., None], [220, 40, 40], [40, 40, 220]).astype(np.uint8)
+    return Image.fromarray(photo), Image.fromarray(mask.astype(np.uint8))
+
+
+def test_camera_shift_tilt_moves_the_truth_with_the_photo_and_shows_no_fill(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    shift = load("camera_shift").tilted(15)
+    photo, mask = shift(*_coloured_tongue(), "case")
+    rgb, truth = np.asarray(photo).astype(int), np.asarray(mask).astype(bool)
+    assert rgb.shape[:2] == truth.shape and truth.shape[0] < 180 and truth.any()
+    red = rgb[..., 0] > rgb[..., 2]
+    assert (red == truth).mean() > 0.99  # the truth follows the rotated tongue, up to its interpolated edge
+    assert (rgb.sum(axis=2) > 250).all()  # no black (or half-black) corner from outside the photo
+
+
+def test_camera_shift_shrunk_photo_gets_a_truth_of_its_size(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    photo, mask = _coloured_tongue()
+    small_photo, small_mask = load("camera_shift").shrunk(120, 70)(photo, mask, "case")
+    assert small_photo.size == small_mask.size == (120, 90)
+    share = np.asarray(small_mask).astype(bool).mean()
+    assert abs(share - np.asarray(mask).mean()) < 0.01
+
+
+def test_camera_shift_light_is_applied_in_linear_light(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    camera_shift = load("camera_shift")
+    photo, mask = _coloured_tongue()
+    same, _ = camera_shift.gains(1.0, 1.0, 1.0)(photo, mask, "case")
+    assert np.array_equal(np.asarray(same), np.asarray(photo))  # sRGB -> linear -> sRGB loses nothing
+    darker, kept = camera_shift.gains(0.5, 0.5, 0.5)(photo, mask, "case")
+    assert kept is mask and np.asarray(darker)[100, 140, 0] == 161  # half the light of 220 is 161 in sRGB, not 110
