@@ -130,10 +130,12 @@ SHIFTS: dict[str, tuple[str, Shift]] = {
     "warm_light": ("indoor light left uncorrected: linear R x1.3, B x0.65", gains(1.3, 1.0, 0.65)),
     "cool_light": ("shade or a cold lamp: linear R x0.75, B x1.35", gains(0.75, 1.0, 1.35)),
     "dark": ("under-exposed by 1.5 stops: linear x0.35", gains(0.35, 0.35, 0.35)),
+    "very_dark": ("under-exposed by 3 stops: linear x0.125", gains(0.125, 0.125, 0.125)),
     "bright": ("over-exposed by 1 stop: linear x2, clipped", gains(2.0, 2.0, 2.0)),
     "washed_out": ("saturation x0.5", saturation(0.5)),
     "vivid": ("saturation x1.6 (a phone's vivid mode)", saturation(1.6)),
     "blurred": ("out of focus: Gaussian blur, radius 0.5 % of the longest side", blur(0.005)),
+    "very_blurred": ("badly out of focus: Gaussian blur, radius 1.5 % of the longest side", blur(0.015)),
     "noisy": ("high ISO: Gaussian noise, sigma 12 of 255 per channel", noise(12)),
     "jpeg_q30": ("re-encoded as JPEG quality 30", reencoded(30)),
     "sent_by_chat": ("shrunk to 320 px on the longest side, JPEG quality 70", shrunk(320, 70)),
@@ -178,8 +180,8 @@ def per_case(workdir: Path, tag: str) -> dict[str, dict[str, float]]:
 
 
 def worst_drops_sheet(workdir: Path, name: str, source: str, shifts: list[str], sheet: Path, n: int = 4) -> None:
-    """Contact sheet of the ``n`` shifted photos of ``source`` that lost the most Dice against the same photo as
-    taken (truth and prediction outlined, captioned with the shift)."""
+    """Contact sheet of the photo of ``source`` that lost the most Dice against the same photo as taken, under each
+    of the ``n`` shifts whose largest loss is largest (truth and prediction outlined, captioned with the shift)."""
     from nnunet_tongue.evaluation import figures
     from nnunet_tongue.evaluation.cases import read_mask
 
@@ -187,12 +189,14 @@ def worst_drops_sheet(workdir: Path, name: str, source: str, shifts: list[str], 
     drops = sorted((rows[case]["dice"] - reference[case]["dice"], shift, case, rows[case])
                    for shift in shifts if shift != "as_taken"
                    for rows in [per_case(workdir, f"{name}_{shift}_{source}")] for case in rows)
-    tiles = [figures.Tile.of_case(f"{shift}: {case}", row["dice"], row["hd95"],
+    worst_shifts = list(dict.fromkeys(shift for _, shift, _, _ in drops))[:n]
+    tiles = [figures.Tile.of_case(f"{shift}\n{case}", row["dice"], row["hd95"],
                                   read_mask(workdir / f"segmented_{name}_{shift}_{source}" / "masks" / f"{case}.png"),
                                   read_mask(workdir / f"truth_{shift}_{source}" / f"{case}.png"),
                                   workdir / f"photos_{shift}_{source}" / f"{case}.png")
-             for _, shift, case, row in drops[:n]]
-    figures.contact_sheet(tiles, sheet, f"{SOURCES[source][1]} test photos: the largest losses to a camera shift")
+             for _, shift, case, row in [next(d for d in drops if d[1] == shift) for shift in worst_shifts]]
+    figures.contact_sheet(tiles, sheet, f"{SOURCES[source][1]} test photos: the largest loss under each of the "
+                                        "shifts that cost most")
 
 
 def _points(value: float) -> str:
