@@ -7,6 +7,7 @@
     python benchmarks/bundled_model.py --epochs 16 --max-size 256 --lr 3e-4 --from-bundled
         # a candidate: the bundled model (its network and weights) fine-tuned on photos at 256 px
     python benchmarks/bundled_model.py --epochs 128 --from-bundled   # a candidate: a second training cycle
+    python benchmarks/bundled_model.py --repeat 2   # a candidate: the bundled recipe trained a second time
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
@@ -121,34 +122,38 @@ def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: 
 
 
 def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int, batch_size: int,
-          max_size: int = MAX_SIZE, lr: float | None = None, from_bundled: bool = False) -> tuple[Path, dict]:
+          max_size: int = MAX_SIZE, lr: float | None = None, from_bundled: bool = False,
+          repeat: int = 1) -> tuple[Path, dict]:
     """Train ``trainer`` on the two-source dataset (fold ``all``) on that budget unless it is trained (resumes a
     stopped training); returns the model folder and the card's training record. ``from_bundled``: the bundled
-    model's network (plans :data:`BUNDLED_PLANS`) started from its weights instead of the planned one from scratch."""
+    model's network (plans :data:`BUNDLED_PLANS`) started from its weights instead of the planned one from scratch.
+    ``repeat`` N > 1: the same training again, into its own results folder (nnU-Net seeds nothing, so it differs
+    by chance alone)."""
     import torch
 
     from nnunet_tongue.training.budget import budget_trainer_name
 
     prepare(workdir, max_size, data)
-    env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
+    results = workdir / ("results" if repeat == 1 else f"results_repeat{repeat}")
+    env = nnunet_env(workdir, nnUNet_results=str(results))
     budgeted = budget_trainer_name(trainer, epochs, iterations, 3, lr=lr, batch_size=batch_size)
     dataset = dataset_name("both")
     plans = bundled_plans(workdir) if from_bundled else "nnUNetPlans"
-    model = workdir / "results" / dataset / f"{budgeted}__{plans}__2d"
+    model = results / dataset / f"{budgeted}__{plans}__2d"
     checkpoint = model / "fold_all" / "checkpoint_final.pth"
     command = ["nnUNetv2_train", str(BOTH[0]), "2d", "all", "-tr", budgeted, "-device", "cpu"]
     command += ["-p", plans] if from_bundled else []
     # --c resumes a stopped run (or starts one); nnU-Net refuses it beside -pretrained_weights, a first start's flag
     first = ["-pretrained_weights", str(export_bundled(workdir, env))] if from_bundled else ["--c"]
     if not checkpoint.exists():
-        log = workdir / f"train_{dataset}_{budgeted}_{plans}_all.log"
+        log = workdir / f"train_{dataset}_{budgeted}_{plans}_all{'' if repeat == 1 else f'_repeat{repeat}'}.log"
         resume = (model / "fold_all" / "checkpoint_latest.pth").exists()
         finish(*start(command + (["--c"] if resume else first), env, log), log)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
     return model, {"command": " ".join(command + first).replace(f"{REPO}/", ""), "trainer": budgeted,
                    "epochs": epochs, "iterations_per_epoch": iterations, "batch_size": batch_size,
                    "training_photos_max_size_px": max_size, "train_wall_s": round(sum(epoch_seconds(logging))),
-                   "host": "2 CPU cores",
+                   "host": "2 CPU cores", **({"repeat": repeat} if repeat > 1 else {}),
                    "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
 
 
@@ -184,12 +189,13 @@ def candidate(args: argparse.Namespace) -> int:
 
     workdir = args.workdir
     model, training = train(workdir, args.data, args.trainer, args.epochs, args.iterations, args.batch_size,
-                            args.max_size, args.lr, args.from_bundled)
+                            args.max_size, args.lr, args.from_bundled, args.repeat)
     env = nnunet_env(workdir, nnUNet_results=str(workdir / "results"))
     options = ("" if args.max_size == MAX_SIZE else f" --max-size {args.max_size}") + (
-        f" --lr {args.lr:g}" if args.lr else "") + (" --from-bundled" if args.from_bundled else "")
+        f" --lr {args.lr:g}" if args.lr else "") + (" --from-bundled" if args.from_bundled else "") + (
+        f" --repeat {args.repeat}" if args.repeat > 1 else "")
     name = training["trainer"] + ("" if args.max_size == MAX_SIZE else f"_{args.max_size}px") + (
-        f"_from_{DEFAULT_MODEL}" if args.from_bundled else "")
+        f"_from_{DEFAULT_MODEL}" if args.from_bundled else "") + (f"_repeat{args.repeat}" if args.repeat > 1 else "")
     packed = workdir / "candidates" / name
     if not (packed / "card.json").exists():
         extent = record_tongue_extent(model, workdir / "raw" / dataset_name("both"))
@@ -243,11 +249,16 @@ def main() -> int:
     p.add_argument("--from-bundled", action="store_true",
                    help="start from the bundled model (its network and weights, nnU-Net's -pretrained_weights) "
                         "instead of from scratch: fine-tuning, e.g. at another --max-size; makes a candidate")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="the N-th training of the same recipe (N > 1), into WORKDIR/results_repeatN: the spread "
+                        "between trainings; makes a candidate")
     args = p.parse_args()
+    if args.repeat < 1:
+        p.error(f"--repeat counts trainings from 1, got {args.repeat}")
     if args.workdir is None:
         tier = "cpu" if args.max_size == MAX_SIZE else f"cpu_{args.max_size}px"
         args.workdir = REPO / "benchmarks" / "runs" / "cross_dataset" / tier
-    if args.trainer != TRAINER or args.max_size != MAX_SIZE or args.lr or args.from_bundled:
+    if args.trainer != TRAINER or args.max_size != MAX_SIZE or args.lr or args.from_bundled or args.repeat > 1:
         if args.score_only:
             p.error("--score-only scores the bundled model; a candidate is scored after its training")
         return candidate(args)
