@@ -323,14 +323,16 @@ def main() -> int:
     return 0
 
 
+def per_case(workdir: Path, tag: str) -> dict[str, dict[str, float]]:
+    """The per-photo metrics of an evaluation written by :func:`score`: case -> {dice, iou, hd95, ...}."""
+    with open(workdir / f"evaluation_{tag}" / "per_case.csv", newline="") as f:
+        return {row.pop("case"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
+
+
 def paired_difference(workdir: Path, tag: str, reference: str) -> dict:
     """Per-photo Dice of ``tag`` minus that of ``reference`` on the same test photos (both scored by :func:`score`):
     mean and its standard error in Dice points (%), and how many photos each model scored higher on."""
-    def per_case(name: str) -> dict[str, float]:
-        with open(workdir / f"evaluation_{name}" / "per_case.csv", newline="") as f:
-            return {row["case"]: float(row["dice"]) for row in csv.DictReader(f)}
-
-    ours, theirs = per_case(tag), per_case(reference)
+    ours, theirs = ({case: row["dice"] for case, row in per_case(workdir, name).items()} for name in (tag, reference))
     if ours.keys() != theirs.keys():
         raise SystemExit(f"evaluation_{tag} and evaluation_{reference} scored different photos")
     diff = 100 * np.array([ours[case] - theirs[case] for case in sorted(ours)])

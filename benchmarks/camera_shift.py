@@ -21,7 +21,6 @@ not redone.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import zlib
@@ -33,9 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env, run
-from bundled_model import IMG, bundled_tag, paired_difference, score
-from cross_dataset import SOURCES, dataset_name, docs_sheet
+from biohit_benchmark import BIOHIT as DATA, RESULTS, REPO, nnunet_env
+from bundled_model import IMG, bundled_tag, paired_difference, per_case, score
+from cross_dataset import SOURCES, convert_source, docs_sheet
 
 from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 
@@ -148,7 +147,7 @@ def write_shifted(workdir: Path, source: str, shift: str, data: Path) -> tuple[P
     photos, masks = workdir / f"photos_{shift}_{source}", workdir / f"truth_{shift}_{source}"
     if masks.is_dir():
         return photos, masks
-    truth = fullres_truth(workdir, source, data)
+    truth = convert_source(workdir, workdir / "fullres", source, data) / "labelsTs"  # the model card's truth
     photos.mkdir(parents=True, exist_ok=True)
     staging = masks.with_name(masks.name + ".partial")
     staging.mkdir(exist_ok=True)
@@ -162,23 +161,6 @@ def write_shifted(workdir: Path, source: str, shift: str, data: Path) -> tuple[P
     return photos, masks
 
 
-def fullres_truth(workdir: Path, source: str, data: Path) -> Path:
-    """``source``'s test masks as ``nnunet-tongue convert`` writes them at full resolution (inverted and speckled
-    masks mended, the truth of the model card's figures)."""
-    number, name, split = SOURCES[source]
-    root = workdir / "fullres"
-    if not (root / dataset_name(source)).exists():
-        run(["nnunet-tongue", "convert", str(data / source), "-o", str(root), "-d", str(number), "-n", name,
-             "--split-json", str(data / split), "--no-progress"], nnunet_env(workdir), workdir / "benchmark.log")
-    return root / dataset_name(source) / "labelsTs"
-
-
-def per_case(workdir: Path, tag: str) -> dict[str, dict[str, float]]:
-    """An evaluation's per-photo metrics: case -> {dice, hd95, ...}."""
-    with open(workdir / f"evaluation_{tag}" / "per_case.csv", newline="") as f:
-        return {row.pop("case"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
-
-
 def worst_drops_sheet(workdir: Path, name: str, source: str, shifts: list[str], sheet: Path, n: int = 4) -> None:
     """Contact sheet of the photo of ``source`` that lost the most Dice against the same photo as taken, under each
     of the ``n`` shifts whose largest loss is largest (truth and prediction outlined, captioned with the shift)."""
@@ -186,15 +168,17 @@ def worst_drops_sheet(workdir: Path, name: str, source: str, shifts: list[str], 
     from nnunet_tongue.evaluation.cases import read_mask
 
     reference = per_case(workdir, f"{name}_as_taken_{source}")
-    drops = sorted((rows[case]["dice"] - reference[case]["dice"], shift, case, rows[case])
-                   for shift in shifts if shift != "as_taken"
-                   for rows in [per_case(workdir, f"{name}_{shift}_{source}")] for case in rows)
-    worst_shifts = list(dict.fromkeys(shift for _, shift, _, _ in drops))[:n]
+    worst = []  # per shift: (its largest loss, the shift, that photo, its metrics)
+    for shift in shifts:
+        if shift != "as_taken":
+            rows = per_case(workdir, f"{name}_{shift}_{source}")
+            case = min(rows, key=lambda c: rows[c]["dice"] - reference[c]["dice"])
+            worst.append((rows[case]["dice"] - reference[case]["dice"], shift, case, rows[case]))
     tiles = [figures.Tile.of_case(f"{shift}\n{case}", row["dice"], row["hd95"],
                                   read_mask(workdir / f"segmented_{name}_{shift}_{source}" / "masks" / f"{case}.png"),
                                   read_mask(workdir / f"truth_{shift}_{source}" / f"{case}.png"),
                                   workdir / f"photos_{shift}_{source}" / f"{case}.png")
-             for _, shift, case, row in [next(d for d in drops if d[1] == shift) for shift in worst_shifts]]
+             for _, shift, case, row in sorted(worst)[:n]]
     figures.contact_sheet(tiles, sheet, f"{SOURCES[source][1]} test photos: the largest loss under each of the "
                                         "shifts that cost most")
 

@@ -75,6 +75,18 @@ def dataset_name(train_on: str) -> str:
     return f"Dataset{number}_{name}"
 
 
+def convert_source(workdir: Path, root: Path, source: str, data: Path, max_size: int | None = None) -> Path:
+    """``nnunet-tongue convert`` of one source with its split file into ``root`` (downscaled to ``max_size``, or at
+    full resolution), unless it is there; returns the dataset folder."""
+    number, name, split = SOURCES[source]
+    folder = root / dataset_name(source)
+    if not folder.exists():
+        size = ["--max-size", str(max_size)] if max_size else []
+        run(["nnunet-tongue", "convert", str(data / source), "-o", str(root), "-d", str(number), "-n", name,
+             "--split-json", str(data / split), "--no-progress", *size], nnunet_env(workdir), workdir / "benchmark.log")
+    return folder
+
+
 def prepare(workdir: Path, max_size: int | None, data: Path) -> None:
     """Convert both sources (training resolution and full resolution), assemble the two-source dataset and run
     the stock plan and preprocess, unless ``workdir`` already holds them."""
@@ -82,10 +94,8 @@ def prepare(workdir: Path, max_size: int | None, data: Path) -> None:
     log, env = workdir / "benchmark.log", nnunet_env(workdir)
     raw = workdir / "raw"
     for source, (number, name, split) in SOURCES.items():
-        for root, size in ((raw, ["--max-size", str(max_size)] if max_size else []), (workdir / "fullres", [])):
-            if not (root / f"Dataset{number}_{name}").exists():
-                run(["nnunet-tongue", "convert", str(data / source), "-o", str(root), "-d", str(number), "-n", name,
-                     "--split-json", str(data / split), "--no-progress", *size], env, log)
+        convert_source(workdir, raw, source, data, max_size)
+        convert_source(workdir, workdir / "fullres", source, data)
         photos = workdir / f"test_photos_{source}"
         photos.mkdir(exist_ok=True)
         for case in json.loads((data / split).read_text())["test"]:
