@@ -141,3 +141,12 @@ def test_camera_shift_light_is_applied_in_linear_light(monkeypatch):
     assert np.array_equal(np.asarray(same), np.asarray(photo))  # sRGB -> linear -> sRGB loses nothing
     darker, kept = camera_shift.gains(0.5, 0.5, 0.5)(photo, mask, "case")
     assert kept is mask and np.asarray(darker)[100, 140, 0] == 161  # half the light of 220 is 161 in sRGB, not 110
+
+
+def test_sharpness_calibration_puts_the_lens_before_the_sensor(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    sharpness_flag = load("sharpness_flag")
+    photo, mask = _coloured_tongue()
+    lens_first = np.asarray(sharpness_flag.shifted(photo, mask, "case", "blurred_noisy"), dtype=float)
+    blurred = np.asarray(sharpness_flag.shifted(photo, mask, "case", "blurred"), dtype=float)
+    assert np.abs(lens_first - blurred).mean() > 5  # the noise lies on top of the blur, not blurred away
