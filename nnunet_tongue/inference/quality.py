@@ -12,8 +12,8 @@ photo, the network's tongue probability and the mask ``segment`` writes:
 - ``low_confidence``: pixels the network is unsure about (probability between 0.25 and 0.75) amount to more
   than :data:`UNSURE_AREA` of the tongue's area.
 - ``too_dark`` / ``too_bright``: the photo's mean grey level is below :data:`DARK` or above :data:`BRIGHT` (0-255).
-- ``blurred``: the photo's :func:`sharpness` is below :data:`SHARPNESS` (BioHit and NTUST photos score 6.9-23,
-  the same photos out of focus 1.6-3.8, under-exposed or not; ``benchmarks/sharpness_flag.py``).
+- ``blurred``: the photo's :func:`sharpness` is below :data:`SHARPNESS` (BioHit and NTUST photos score 7.0-24.2,
+  the same photos out of focus 1.5-4.5, under-exposed or not; ``benchmarks/sharpness_flag.py``).
 """
 
 from __future__ import annotations
