@@ -26,19 +26,15 @@ from biohit_benchmark import BIOHIT as DATA, RESULTS
 from camera_shift import SHIFTS
 from cross_dataset import SOURCES
 
-from nnunet_tongue.inference.quality import SHARPNESS, sharpness
+from nnunet_tongue.inference.quality import SHARPNESS, grey_pixels, sharpness
 
 KEPT = ("as_taken", "dark", "very_dark", "bright", "noisy", "jpeg_q30", "sent_by_chat", "blurred", "very_blurred")
 COMBINED = {"blurred_very_dark": ("blurred", "very_dark"), "blurred_noisy": ("blurred", "noisy")}
 
 
 def laplacian_variance(grey: Image.Image) -> float:
-    """The rule before 0.3: variance of the plain Laplacian at most 512 px on the longest side (flag below 15)."""
-    scale = 512 / max(grey.size)
-    if scale < 1:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                           Image.Resampling.BILINEAR)
-    return float(ndimage.laplace(np.asarray(grey, dtype=np.float32)).var())
+    """The rule until 2026-12-04: variance of the plain Laplacian at most 512 px on the longest side (flag below 15)."""
+    return float(ndimage.laplace(grey_pixels(grey)).var())
 
 
 def shifted(photo: Image.Image, mask: Image.Image, name: str, shift: str) -> Image.Image:
@@ -75,7 +71,7 @@ def summary(values: dict) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DATA, 
+    p.add_argument("--data", type=Path, default=DATA,
                    help="the shared data folder (biohit/, ntust/ and their split files)")
     args = p.parse_args()
     found = measure(args.data)

@@ -92,17 +92,22 @@ def photo_flags(photo: np.ndarray) -> list[str]:
     return quality(photo, np.zeros(photo.shape[:2], np.float32), np.zeros(photo.shape[:2], bool))["flags"]
 
 
-def test_real_photos_are_not_flagged_blurred_or_badly_exposed(shared_data):
-    for source in ("biohit", "ntust"):
-        for path in sorted((shared_data / source / "images").glob("*.jpg"))[:20]:
-            assert photo_flags(np.asarray(Image.open(path).convert("RGB"))) == ["no_tongue"], path
+@pytest.fixture(scope="module")
+def real_photos(shared_data) -> dict:
+    """The first 20 photos of each source, by file name."""
+    return {path: np.asarray(Image.open(path).convert("RGB")) for source in ("biohit", "ntust")
+            for path in sorted((shared_data / source / "images").glob("*.jpg"))[:20]}
 
 
-def test_real_photos_under_exposed_are_not_flagged_blurred(shared_data):
-    for source in ("biohit", "ntust"):
-        for path in sorted((shared_data / source / "images").glob("*.jpg"))[:20]:
-            dark = (np.asarray(Image.open(path).convert("RGB")) * 0.4).astype(np.uint8)  # about 3 stops under
-            assert "blurred" not in photo_flags(dark), path
+def test_real_photos_are_not_flagged_blurred_or_badly_exposed(real_photos):
+    for path, photo in real_photos.items():
+        assert photo_flags(photo) == ["no_tongue"], path
+
+
+def test_real_photos_under_exposed_are_not_flagged_blurred(real_photos):
+    for path, photo in real_photos.items():
+        dark = (photo * 0.4).astype(np.uint8)  # about 3 stops under
+        assert "blurred" not in photo_flags(dark), path
 
 
 def test_flags_are_written_on_the_overlay(good):

@@ -33,6 +33,15 @@ FLAGS = ("no_tongue", "cut_by_border", "several_regions", "area_implausible", "l
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
+def grey_pixels(grey: Image.Image, longest: int = 512) -> np.ndarray:
+    """A grey photo as float32 pixels, brought to at most ``longest`` px on its longest side (bilinear)."""
+    scale = longest / max(grey.size)
+    if scale < 1:
+        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                           Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.float32)
+
+
 def sharpness(grey: Image.Image) -> float:
     """Fine-to-coarse edge energy of a grey photo brought to at most 512 px on its longest side: the variance of its
     Laplacian of Gaussian at sigma 1 px over that at sigma 2 px (higher = sharper; 0 for a flat photo).
@@ -40,11 +49,7 @@ def sharpness(grey: Image.Image) -> float:
     A blur takes the fine scale away first, so the ratio falls; exposure and contrast scale both variances alike
     and leave it unchanged, so a dark photo is not taken for a blurred one.
     """
-    scale = 512 / max(grey.size)
-    if scale < 1:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                           Image.Resampling.BILINEAR)
-    pixels = np.asarray(grey, dtype=np.float32)
+    pixels = grey_pixels(grey)
     coarse = float(ndimage.gaussian_laplace(pixels, 2.0).var())
     return float(ndimage.gaussian_laplace(pixels, 1.0).var()) / coarse if coarse > 1e-6 else 0.0
 
