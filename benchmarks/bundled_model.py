@@ -8,6 +8,8 @@
         # a candidate: the bundled model (its network and weights) fine-tuned on photos at 256 px
     python benchmarks/bundled_model.py --epochs 128 --from-bundled   # a candidate: a second training cycle
     python benchmarks/bundled_model.py --repeat 2   # a candidate: the bundled recipe trained a second time
+    python benchmarks/bundled_model.py --epochs 40 --iterations 250   # a candidate: another budget (any budget
+        # other than the bundled model's 128 x 12 is one), e.g. trained on a lent GPU (benchmarks/device_bundled.py)
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
@@ -50,6 +52,7 @@ from nnunet_tongue.evaluation.metrics import dice
 from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 
 TRAINER = "nnUNetTrainerUNet320CoatingAug"
+EPOCHS, ITERATIONS, BATCH_SIZE = 128, 12, 11  # the bundled model's budget: 1,536 steps of 11 photos
 MAX_SIZE = 192
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
@@ -150,10 +153,14 @@ def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int,
         resume = (model / "fold_all" / "checkpoint_latest.pth").exists()
         finish(*start(command + (["--c"] if resume else first), env, log), log)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False)["logging"]
-    return model, {"command": " ".join(command + first).replace(f"{REPO}/", ""), "trainer": budgeted,
+    record = {"command": " ".join(command + first).replace(f"{REPO}/", ""), "host": "2 CPU cores"}
+    if (model / "fold_all" / "device.json").exists():  # trained on a lent GPU (benchmarks/device_bundled.py)
+        device = json.loads((model / "fold_all" / "device.json").read_text())
+        record = {"command": device["command"], "host": device["host"]}
+    return model, {**record, "trainer": budgeted,
                    "epochs": epochs, "iterations_per_epoch": iterations, "batch_size": batch_size,
                    "training_photos_max_size_px": max_size, "train_wall_s": round(sum(epoch_seconds(logging))),
-                   "host": "2 CPU cores", **({"repeat": repeat} if repeat > 1 else {}),
+                   **({"repeat": repeat} if repeat > 1 else {}),
                    "date": date.fromtimestamp(logging["epoch_end_timestamps"][-1]).isoformat()}
 
 
@@ -205,7 +212,8 @@ def candidate(args: argparse.Namespace) -> int:
              card=dict(CARD, name=name, training=training,
                        input_scale={"photos_downscaled_to_px": args.max_size, "training_tongue_extent_px": extent}))
         staging.rename(packed)
-    command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}"
+    command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}" + (
+        "" if args.iterations == ITERATIONS else f" --iterations {args.iterations}")
     results: dict = {"trainer": training["trainer"], "date": date.today().isoformat(), "training": training,
                      "command": command + options,
                      "test": {}, "close_up": {}, "resolution_ceiling": {}, "vs_bundled": {}}
@@ -229,9 +237,9 @@ def candidate(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=128)
-    p.add_argument("--iterations", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=11)
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="another budget makes a candidate")
+    p.add_argument("--iterations", type=int, default=ITERATIONS, help="steps per epoch")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--workdir", type=Path, help="default: benchmarks/runs/cross_dataset/cpu (cpu_<N>px for another "
                                                 "--max-size)")
     p.add_argument("--data", type=Path, default=DATA)
@@ -258,7 +266,9 @@ def main() -> int:
     if args.workdir is None:
         tier = "cpu" if args.max_size == MAX_SIZE else f"cpu_{args.max_size}px"
         args.workdir = REPO / "benchmarks" / "runs" / "cross_dataset" / tier
-    if args.trainer != TRAINER or args.max_size != MAX_SIZE or args.lr or args.from_bundled or args.repeat > 1:
+    budget = (args.epochs, args.iterations, args.batch_size) != (EPOCHS, ITERATIONS, BATCH_SIZE)
+    if (budget or args.trainer != TRAINER or args.max_size != MAX_SIZE or args.lr or args.from_bundled
+            or args.repeat > 1):
         if args.score_only:
             p.error("--score-only scores the bundled model; a candidate is scored after its training")
         return candidate(args)

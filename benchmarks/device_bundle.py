@@ -6,16 +6,21 @@ nnU-Net and its helpers, and reaches no package index. This script, run here bes
 1. resolves nnunet-tongue's runtime requirements from this environment's installed metadata (the versions
    tested here), drops those the GPU image already has (``DEVICE_IMAGE``: the image's package list) and
    downloads the rest as wheels for the device's Python (manylinux x86-64); packages published only as
-   sdists (medpy, acvl-utils: pure Python) are built into wheels here;
-2. builds this project's wheel;
-3. leaves out ``OMITTED`` and writes import stubs for ``STUBS`` (why: see there);
-4. copies ``../shared/data`` (``biohit/`` and ``biohit_split.json``) to ``.device/data``;
-5. prints the total against the transfer limit.
+   sdists (medpy, acvl-utils: pure Python) are built into wheels here. nnunet-tongue itself travels as the
+   checkout (its wheel would carry the 20 MB bundled model a second time);
+2. leaves out ``OMITTED`` and writes import stubs for ``STUBS`` (why: see there);
+3. data, one of:
+   - ``--two-source WORKDIR``: the two-source dataset that ``benchmarks/bundled_model.py`` trains on (both
+     sources' ``train`` cases at 192 px, as ``benchmarks/cross_dataset.py`` prepares them in WORKDIR), its
+     photos as lossless WebP (a third smaller than PNG; unpacked to the same pixels there), and its stock plans;
+   - ``--biohit``: ``../shared/data``'s ``biohit/`` and ``biohit_split.json``, for the GPU tier (54 MB: no
+     longer fits beside the checkout with its bundled model);
+4. prints the total against the transfer limit and stops if it is over.
 
-    python benchmarks/device_bundle.py                      # for the GPU machine (cp312)
-    python benchmarks/device_bundle.py --python-version 3.11 --out /tmp/bundle311  # a local dry run
+    python benchmarks/device_bundle.py --two-source benchmarks/runs/cross_dataset/cpu   # bundled recipe on the GPU
+    python benchmarks/device_bundle.py --python-version 3.11 --out /tmp/bundle311 --two-source ...  # a local dry run
 
-``benchmarks/device_run.sh`` installs the bundle there and runs the GPU checks and the GPU tier.
+``benchmarks/device_run.sh`` installs the bundle there and runs the GPU checks and trainings.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import tempfile
 from pathlib import Path
 
 from biohit_benchmark import BIOHIT  # ../shared/data beside the checkout
+from cross_dataset import dataset_name
 from packaging.requirements import Requirement
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 2**20
@@ -157,6 +164,23 @@ def write_stubs(stubs: Path) -> None:
             (package / f"{name}.py").write_text(STUB_SOURCE.format(package=module, why=why))
 
 
+def pack_two_source(workdir: Path, out: Path) -> None:
+    """The two-source raw dataset of ``workdir`` (symbolic links resolved) into ``out``: photos as lossless WebP,
+    masks and dataset.json as they are, and the stock plans made here (the run there checks that it plans the
+    same)."""
+    raw, plans = workdir / "raw" / dataset_name("both"), workdir / "preprocessed" / dataset_name("both")
+    if not (raw / "dataset.json").is_file() or not (plans / "nnUNetPlans.json").is_file():
+        raise SystemExit(f"no prepared two-source dataset in {workdir}: run `python benchmarks/bundled_model.py` "
+                         "(or cross_dataset.py's preparation) there first")
+    (out / "imagesTr").mkdir(parents=True)
+    for photo in sorted((raw / "imagesTr").glob("*.png")):
+        with Image.open(photo) as image:
+            image.save(out / "imagesTr" / f"{photo.stem}.webp", lossless=True, quality=100, method=4)
+    shutil.copytree(raw / "labelsTr", out / "labelsTr", symlinks=False)
+    shutil.copy2(raw / "dataset.json", out / "dataset.json")
+    shutil.copy2(plans / "nnUNetPlans.json", out / "nnUNetPlans.json")
+
+
 def size_of(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -165,8 +189,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / ".device", help="bundle folder (default .device, git-ignored)")
     p.add_argument("--python-version", default="3.12", help="the device's Python (3.12)")
-    p.add_argument("--data", type=Path, default=BIOHIT, help="BioHit folder to carry")
-    p.add_argument("--no-data", action="store_true", help="wheels and stubs only")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--two-source", type=Path, metavar="WORKDIR",
+                      help="carry WORKDIR's two-source dataset (bundled_model.py's, e.g. benchmarks/runs/"
+                           "cross_dataset/cpu) for the `bundled` step")
+    data.add_argument("--biohit", type=Path, nargs="?", const=BIOHIT, metavar="DATA",
+                      help=f"carry DATA's BioHit photos for the `tier` and `long` steps (default {BIOHIT})")
     args = p.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
@@ -176,14 +204,14 @@ def main() -> int:
     for name, version in sorted(carried.items()):
         fetch_wheel(name, version, args.python_version, wheels)
         print(f"wheel: {name} {version}")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
-                   check=True)
     write_stubs(stubs)
-    if not args.no_data:
-        if not (args.data / "biohit" / "images").is_dir():
-            raise SystemExit(f"no BioHit at {args.data}: pass --data or --no-data")
-        shutil.copytree(args.data / "biohit", args.out / "data" / "biohit")
-        shutil.copy2(args.data / "biohit_split.json", args.out / "data" / "biohit_split.json")
+    if args.two_source:
+        pack_two_source(args.two_source, args.out / "two_source")
+    elif args.biohit:
+        if not (args.biohit / "biohit" / "images").is_dir():
+            raise SystemExit(f"no BioHit at {args.biohit}: pass its folder to --biohit")
+        shutil.copytree(args.biohit / "biohit", args.out / "data" / "biohit")
+        shutil.copy2(args.biohit / "biohit_split.json", args.out / "data" / "biohit_split.json")
     tree = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
                           check=True).stdout.decode().split("\0")
     total = size_of(args.out) + sum((REPO / f).stat().st_size for f in tree if f and (REPO / f).is_file())

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU checks and the GPU tier of the BioHit benchmark, in one command on a lent GPU machine.
 #
-#   python benchmarks/device_bundle.py            # here: wheels, stubs and BioHit into .device/ (git-ignored)
+#   python benchmarks/device_bundle.py --biohit   # here: wheels, stubs and data into .device/ (git-ignored)
 #   bash benchmarks/device_run.sh                 # there, with .device carried; everything lands in $OUT
 #
-# 1. installs the bundle into /tmp (the machine's own PyTorch stays) and checks the stock trainer lookup;
-#    from here on the GPU tier's data is converted and preprocessed in the background (CPU only);
+# 1. installs the bundle into /tmp (the machine's own PyTorch stays; nnunet-tongue is this checkout, with its
+#    start-up hook and console script as an install makes them) and checks the stock trainer lookup; from here
+#    on the data of the steps that train is prepared in the background (CPU only);
 # 2. speed: network training step, bf16, at the GPU tier's planned patch and batch (network_speed.py);
 # 3. compile: the same step torch.compile'd, PlainConvUNet and COMPILE_NETWORKS (nnU-Net compiles on CUDA by default);
 # 4. tier: the four trainers trained side by side on the GPU, with as many epochs as fit before END_S
@@ -14,18 +15,22 @@
 # 5. long: LONG_TRAINERS (default nnUNetTrainerTUNet) trained alone with nnU-Net's torch.compile for as
 #    many 50-iteration epochs as fit before END_S, then segmented and scored on the 60 held-out photos: the
 #    GPU tier's study LONG_STUDY (default long2). Meant to run without `tier` (both take what time is left).
-# 6. cpu: the CUDA-trained T-Unet segments photos with -device cpu, compared with its GPU masks.
+# 6. cpu: the CUDA-trained T-Unet segments photos with -device cpu, compared with its GPU masks;
+# 7. bundled: the bundled model's recipe (trainer, data, batch, resolution) trained for as many steps as fit
+#    before END_S, packed into $OUT for `python benchmarks/device_bundled.py bring-home` (bundle made with
+#    `device_bundle.py --two-source ...`; not with tier or long, which need --biohit).
 # Each step writes to $OUT as soon as it ends, so a run cut short still returns what it finished; a step
 # that fails is reported and the next one runs.
 #
-# Settings (environment): STEPS (which of "speed compile tier long cpu" to run, default "speed compile tier
+# Settings (environment): STEPS (which of "speed compile tier long cpu bundled" to run, default "speed compile tier
 # cpu"; e.g. STEPS="speed compile long" for a long training after the speed checks), OUT (default
 # ./device_out), BUNDLE (.device), DEVICE (cuda), SPEED_PATCH ("640 768", the patch nnU-Net plans for BioHit
-# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), COMPILE_NETWORKS (compiled beside
+# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), SPEED_NETWORKS (default: all), COMPILE_NETWORKS (compiled beside
 # PlainConvUNet, TUNetFast), COMPILE_TIMEOUT_S (150), END_S (seconds after the
 # start by which everything should be done, 560: give the command a limit of 600), BUDGET_ARGS (the tier's
 # schedule by hand, e.g. "--epochs 6 --iterations 40"), TIER_ARGS (further arguments for biohit_benchmark.py),
-# LONG_TRAINERS, LONG_STUDY, LONG_STEP_S (seconds per compiled step; default: 0.7 × the network's eager step
+# BUNDLED_ITERATIONS (the
+# bundled step's steps per epoch, 250), LONG_TRAINERS, LONG_STUDY, LONG_STEP_S (seconds per compiled step; default: 0.7 × the network's eager step
 # from `speed`, else 0.065, the compiled T-Unet's 0.055 plus loss and optimiser).
 # A dry run on a CPU machine: DEVICE=cpu SPEED_PATCH="64 96" SPEED_BATCH=2 SPEED_STEPS=1 \
 #   TIER_ARGS="--device cpu --max-size 96 --epochs 1 --iterations 2 --val-iterations 1" bash benchmarks/device_run.sh
@@ -53,10 +58,16 @@ want() { [[ "$STEPS" == *" $1 "* ]]; }
 
 stamp "install $(ls "$BUNDLE"/wheels | wc -l) wheels into $SITE"
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$BUNDLE"/wheels/*.whl
-# --target is no site dir: make it one (its nnunet_tongue.pth registers the trainers, as a normal install
-# does), then the stubs' folder, behind everything the machine has
-mkdir -p "$SITE/boot"
-printf 'import site\nsite.addsitedir("%s")\nsite.addsitedir("%s")\n' "$SITE" "$BUNDLE/stubs" >"$SITE/boot/sitecustomize.py"
+# --target is no site dir: make it one, holding this checkout's start-up hook (nnunet_tongue.pth registers the
+# trainers, as an install does) with the checkout on the path before it, then the stubs' folder, behind
+# everything the machine has; the console script as an install writes it
+mkdir -p "$SITE/boot" "$SITE/bin"
+cp nnunet_tongue/_startup/nnunet_tongue.pth "$SITE/"
+printf 'import site, sys\nsys.path.append("%s")\nsite.addsitedir("%s")\nsite.addsitedir("%s")\n' \
+  "$REPO" "$SITE" "$BUNDLE/stubs" >"$SITE/boot/sitecustomize.py"
+printf '#!/usr/bin/env python3\nimport sys\nfrom nnunet_tongue.cli import main\nsys.exit(main())\n' \
+  >"$SITE/bin/nnunet-tongue"
+chmod +x "$SITE/bin/nnunet-tongue"
 export PYTHONPATH="$SITE/boot" PATH="$SITE/bin:$PATH"
 python3 - <<'EOF'
 import torch, nnunetv2, timm
@@ -73,11 +84,17 @@ if want tier || want long; then  # CPU work: converts and preprocesses while the
   "${TIER[@]}" ${TIER_ARGS:-} --prepare-only >/tmp/prepare.log 2>&1 &
   PREPARE=$!
 fi
+BUNDLED=(python3 benchmarks/device_bundled.py)
+if want bundled; then
+  stamp "preparing the two-source dataset in the background"
+  "${BUNDLED[@]}" prepare --bundle "$BUNDLE" --workdir "$WORK/bundled" >/tmp/bundled_prepare.log 2>&1 &
+  PREPARE_BUNDLED=$!
+fi
 
 if want speed; then
   stamp "network training step, $DEVICE, patch $SPEED_PATCH, batch $SPEED_BATCH"
   python3 benchmarks/network_speed.py --device "$DEVICE" --patch $SPEED_PATCH --batch "$SPEED_BATCH" \
-    --steps "$SPEED_STEPS" --json "$SPEED_JSON" | tee "$OUT/network_speed_$DEVICE.md" \
+    --steps "$SPEED_STEPS" --json "$SPEED_JSON" ${SPEED_NETWORKS:+--networks $SPEED_NETWORKS} | tee "$OUT/network_speed_$DEVICE.md" \
     || stamp "network step FAILED"
 fi
 
@@ -165,6 +182,18 @@ for mask in sorted(cpu.glob("*.png")):
     dice = binary_metrics(np.asarray(Image.open(mask)), np.asarray(Image.open(gpu / mask.name)))["dice"]
     print(f"{mask.name}: Dice(GPU mask, CPU mask) = {dice:.5f}")
 EOF
+fi
+
+if want bundled; then
+  if wait "$PREPARE_BUNDLED"; then
+    stamp "two-source dataset prepared: $(grep 'plans:' /tmp/bundled_prepare.log || true)"
+    # training ends 45 s before END_S: packing the checkpoint and the log's last lines
+    "${BUNDLED[@]}" train --workdir "$WORK/bundled" --out "$OUT" --device "$DEVICE" \
+      ${BUNDLED_ITERATIONS:+--iterations $BUNDLED_ITERATIONS} --end-at "$(( $(date +%s) + END_S - SECONDS - 45 ))" \
+      && stamp "bundled done" || stamp "bundled FAILED or ran out of time (bundled_train*.log)"
+  else
+    stamp "preparing the two-source dataset FAILED:"; tail -n 30 /tmp/bundled_prepare.log
+  fi
 fi
 
 stamp "done; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
