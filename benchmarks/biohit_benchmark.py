@@ -502,7 +502,9 @@ def main() -> int:
         if results_dir != RESULTS:
             print(f"wrote {results_dir / name}; copy it to {RESULTS} (plots to docs/img) and run --docs-only")
             return 0
-    all_results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))]
+    # this benchmark's tiers and studies only (<tier>.json, <tier>_study_<study>.json); other benchmarks share RESULTS
+    all_results = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("*.json"))
+                   if f.stem.split("_study_")[0] in TIERS]
     if not all_results:
         raise SystemExit(f"no results in {RESULTS}: run a tier first")
     network_speed = RESULTS / "network_speed.md"

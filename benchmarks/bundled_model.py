@@ -1,6 +1,8 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # CPU, 2 cores: 80-90 min of training (1,536 steps), then scoring
+    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: about 6 h on 2 CPU cores
+        # (resumes where it stopped when run again), or 5 min on a lent GPU: STEPS=bundled in benchmarks/device_run.sh
+        # trains it there and benchmarks/device_bundled.py brings it home, where this command packs and scores it
     python benchmarks/bundled_model.py --score-only
     python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced   # a candidate recipe
     python benchmarks/bundled_model.py --epochs 32 --max-size 256   # a candidate: the recipe trained at 256 px
@@ -52,7 +54,7 @@ from nnunet_tongue.evaluation.metrics import dice
 from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 
 TRAINER = "nnUNetTrainerUNet320CoatingAug"
-EPOCHS, ITERATIONS, BATCH_SIZE = 128, 12, 11  # the bundled model's budget: 1,536 steps of 11 photos
+EPOCHS, ITERATIONS, BATCH_SIZE = 25, 250, 11  # the bundled model's budget: 6,250 steps of 11 photos
 MAX_SIZE = 192
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
@@ -235,7 +237,15 @@ def candidate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
+def is_candidate(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for anything but the bundled model's own recipe and budget: a candidate,
+    packed and scored beside the bundled model, never in its place."""
+    return ((args.epochs, args.iterations, args.batch_size) != (EPOCHS, ITERATIONS, BATCH_SIZE)
+            or args.trainer != TRAINER or args.max_size != MAX_SIZE or bool(args.lr) or args.from_bundled
+            or args.repeat > 1)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=EPOCHS, help="another budget makes a candidate")
     p.add_argument("--iterations", type=int, default=ITERATIONS, help="steps per epoch")
@@ -260,15 +270,18 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="the N-th training of the same recipe (N > 1), into WORKDIR/results_repeatN: the spread "
                         "between trainings; makes a candidate")
+    return p
+
+
+def main() -> int:
+    p = parser()
     args = p.parse_args()
     if args.repeat < 1:
         p.error(f"--repeat counts trainings from 1, got {args.repeat}")
     if args.workdir is None:
         tier = "cpu" if args.max_size == MAX_SIZE else f"cpu_{args.max_size}px"
         args.workdir = REPO / "benchmarks" / "runs" / "cross_dataset" / tier
-    budget = (args.epochs, args.iterations, args.batch_size) != (EPOCHS, ITERATIONS, BATCH_SIZE)
-    if (budget or args.trainer != TRAINER or args.max_size != MAX_SIZE or args.lr or args.from_bundled
-            or args.repeat > 1):
+    if is_candidate(args):
         if args.score_only:
             p.error("--score-only scores the bundled model; a candidate is scored after its training")
         return candidate(args)
@@ -285,7 +298,7 @@ def main() -> int:
     else:
         model, training = train(workdir, args.data, TRAINER, args.epochs, args.iterations, args.batch_size)
         extent = record_tongue_extent(model, workdir / "raw" / dataset)
-        card = dict(CARD, training=dict(training, command=f"python benchmarks/bundled_model.py (runs: "
+        card = dict(CARD, training=dict(training, command=f"python benchmarks/bundled_model.py (trained by: "
                                                                  f"{training['command']})"),
                     input_scale={"photos_downscaled_to_px": MAX_SIZE, "training_tongue_extent_px": extent})
         staging = bundled.with_name(bundled.name + ".new")
@@ -382,7 +395,8 @@ def markdown(results: dict) -> str:
               if "worst_cases_jpg" in results["test"][source]]
     lines += ["",
               f"Measured {results['date']} with `python benchmarks/bundled_model.py` "
-              f"(training: {results['card']['training']['train_wall_s'] / 60:.0f} min on 2 CPU cores)."]
+              f"(training: {results['card']['training']['train_wall_s'] / 60:.0f} min on "
+              f"{results['card']['training']['host']})."]
     return "\n".join(lines)
 
 

@@ -52,16 +52,22 @@ def stamp(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare(bundle: Path, workdir: Path) -> None:
-    """Unpack the carried two-source dataset (WebP photos back to PNG, the same pixels) and run the stock plan
-    and preprocess; say whether it planned what the development machine planned."""
-    carried, raw = bundle / "two_source", workdir / "raw" / dataset_name("both")
+def unpack(carried: Path, raw: Path) -> None:
+    """The dataset packed by ``device_bundle.py --two-source`` as nnU-Net's raw dataset: WebP photos back to PNG
+    (lossless both ways: the same pixels), masks and dataset.json as they came."""
     (raw / "imagesTr").mkdir(parents=True, exist_ok=True)
     for photo in sorted((carried / "imagesTr").glob("*.webp")):
         with Image.open(photo) as image:
             image.convert("RGB").save(raw / "imagesTr" / f"{photo.stem}.png")
     shutil.copytree(carried / "labelsTr", raw / "labelsTr", dirs_exist_ok=True)
     shutil.copy2(carried / "dataset.json", raw / "dataset.json")
+
+
+def prepare(bundle: Path, workdir: Path) -> None:
+    """Unpack the carried two-source dataset and run the stock plan and preprocess; say whether it planned what
+    the development machine planned."""
+    carried = bundle / "two_source"
+    unpack(carried, workdir / "raw" / dataset_name("both"))
     processes = str(max(1, min(12, (os.cpu_count() or 2) - 2)))
     subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", str(BOTH[0]), "-c", "2d", "-npfp", processes, "-np",
                     processes, "--no_pbar"], env=nnunet_env(workdir), check=True)
@@ -166,19 +172,26 @@ def package(model: Path, workdir: Path, out: Path, started: float, device: str) 
     stamp(f"packed {model.name}: {len(data) / 2**20:.1f} MiB in {(len(data) - 1) // PART_BYTES + 1} parts")
 
 
-def bring_home(folder: Path) -> None:
+def bring_home(folder: Path, home: Path = HOME) -> Path:
+    """The parts in ``folder`` joined and unpacked into ``home`` (by default bundled_model.py's results folder
+    for the two-source dataset); returns the model folder. An existing model folder of that name is refused."""
     parts = sorted(folder.glob("bundled_model.tar.*"), key=lambda p: int(p.suffix[1:]))
     if not parts:
         raise SystemExit(f"no bundled_model.tar.N parts in {folder}")
-    HOME.mkdir(parents=True, exist_ok=True)
-    tar = HOME / "bundled_model.tar"
+    home.mkdir(parents=True, exist_ok=True)
+    tar = home / "bundled_model.tar"
     tar.write_bytes(b"".join(p.read_bytes() for p in parts))
     with tarfile.open(tar) as archive:
         name = archive.getnames()[0].split("/")[0]
-        archive.extractall(HOME, filter="data")
+        if (home / name).exists():
+            tar.unlink()
+            raise SystemExit(f"{home / name} exists (a training of that budget): move it away first")
+        archive.extractall(home, filter="data")
     tar.unlink()
     epochs, iterations = re.search(r"_(\d+)epochs_(\d+)its", name).groups()
-    print(f"{HOME / name}\nscore it: python benchmarks/bundled_model.py --epochs {epochs} --iterations {iterations}")
+    print(f"{home / name}\nscore it: python benchmarks/bundled_model.py --epochs {epochs} --iterations {iterations}"
+          "\n(the bundled model's own budget packs it as the bundled model; any other is scored as a candidate)")
+    return home / name
 
 
 def main() -> int:

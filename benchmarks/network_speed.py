@@ -166,7 +166,10 @@ def main() -> None:
             raise SystemExit(f"measuring {network} failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         rows[-1]["gflop_per_sample"] = count_flops(network, args.patch) / 1e9
-        print(f"measured {network}", file=sys.stderr, flush=True)
+        # each network's figures as soon as they are measured: a run stopped before the table keeps them
+        r = rows[-1]
+        print(f"measured {network}: step {r['step_s']:.3f} s, first step {r['first_step_s']:.1f} s, peak "
+              f"{r['peak_MB']:.0f} MB", file=sys.stderr, flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     base = rows[0]["step_s"] if rows[0]["network"] == "PlainConvUNet" else None

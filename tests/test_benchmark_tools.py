@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -150,3 +152,85 @@ def test_sharpness_calibration_puts_the_lens_before_the_sensor(monkeypatch):
     lens_first = np.asarray(sharpness_flag.shifted(photo, mask, "case", "blurred_noisy"), dtype=float)
     blurred = np.asarray(sharpness_flag.shifted(photo, mask, "case", "blurred"), dtype=float)
     assert np.abs(lens_first - blurred).mean() > 5  # the noise lies on top of the blur, not blurred away
+
+
+def test_only_the_bundled_recipe_and_budget_replace_the_bundled_model(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bundled_model = load("bundled_model")
+    parse = bundled_model.parser().parse_args
+    assert not bundled_model.is_candidate(parse([]))
+    assert not bundled_model.is_candidate(parse(["--epochs", "25", "--iterations", "250"]))  # the bundled budget
+    assert bundled_model.is_candidate(parse(["--epochs", "128", "--iterations", "12"]))  # the earlier studies'
+    assert bundled_model.is_candidate(parse(["--iterations", "12"]))
+    assert bundled_model.is_candidate(parse(["--repeat", "2"]))
+
+
+def test_the_two_source_dataset_reaches_the_gpu_machine_with_the_same_pixels(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    name = load("cross_dataset").dataset_name("both")
+    work = tmp_path / "work"
+    raw, preprocessed = work / "raw" / name, work / "preprocessed" / name
+    for folder in (raw / "imagesTr", raw / "labelsTr", preprocessed):
+        folder.mkdir(parents=True)
+    photo = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # noise: no lossy codec keeps it
+    Image.fromarray(photo).save(raw / "imagesTr" / "biohit_1_0000.png")
+    Image.fromarray((photo[..., 0] > 127).astype(np.uint8)).save(raw / "labelsTr" / "biohit_1.png")
+    (raw / "dataset.json").write_text('{"name": "BioHitNTUST"}')
+    (preprocessed / "nnUNetPlans.json").write_text("{}")
+
+    load("device_bundle").pack_two_source(work, tmp_path / "carried")
+    load("device_bundled").unpack(tmp_path / "carried", tmp_path / "there")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "there" / "imagesTr" / "biohit_1_0000.png")), photo)
+    assert (tmp_path / "there" / "labelsTr" / "biohit_1.png").read_bytes() == \
+        (raw / "labelsTr" / "biohit_1.png").read_bytes()
+    assert (tmp_path / "there" / "dataset.json").read_text() == '{"name": "BioHitNTUST"}'
+
+
+def _gpu_trained_model(results: Path) -> tuple[Path, dict]:
+    import torch
+
+    model = results / "nnUNetTrainerUNet320CoatingAug_2epochs_250its_3val_bs11__nnUNetPlans__2d"
+    (model / "fold_all").mkdir(parents=True)
+    (model / "plans.json").write_text("{}")
+    weights = {"conv.weight": torch.arange(600.0)}
+    torch.save({"network_weights": weights, "optimizer_state": {"exp_avg": torch.zeros(600)},
+                "logging": {"epoch_start_timestamps": [100.0, 110.0], "epoch_end_timestamps": [109.0, 119.0]}},
+               model / "fold_all" / "checkpoint_final.pth")
+    torch.save({"network_weights": weights}, model / "fold_all" / "checkpoint_best.pth")
+    return model, weights
+
+
+def test_the_gpu_trained_model_comes_home_in_parts_without_its_optimiser_state(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    device_bundled = load("device_bundled")
+    monkeypatch.setattr(device_bundled, "PART_BYTES", 1024)
+    model, weights = _gpu_trained_model(tmp_path / "there")
+    out = tmp_path / "out"
+    out.mkdir()
+    device_bundled.package(model, tmp_path, out, started=0.0, device="cpu")
+    assert len(list(out.glob("bundled_model.tar.*"))) > 2
+
+    home = device_bundled.bring_home(out, tmp_path / "home")
+    checkpoint = torch.load(home / "fold_all" / "checkpoint_final.pth", weights_only=False)
+    assert "optimizer_state" not in checkpoint
+    assert torch.equal(checkpoint["network_weights"]["conv.weight"], weights["conv.weight"])
+    assert not (home / "fold_all" / "checkpoint_best.pth").exists()
+    assert json.loads((home / "fold_all" / "device.json").read_text())["train_wall_s"] == 19
+
+
+def test_bringing_a_gpu_trained_model_home_never_overwrites_one_there(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    device_bundled = load("device_bundled")
+    model, _ = _gpu_trained_model(tmp_path / "there")
+    out = tmp_path / "out"
+    out.mkdir()
+    device_bundled.package(model, tmp_path, out, started=0.0, device="cpu")
+    home = device_bundled.bring_home(out, tmp_path / "home")
+    (home / "fold_all" / "mine.txt").write_text("kept")
+    with pytest.raises(SystemExit, match="exists"):
+        device_bundled.bring_home(out, tmp_path / "home")
+    assert (home / "fold_all" / "mine.txt").read_text() == "kept"

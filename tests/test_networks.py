@@ -233,8 +233,10 @@ def test_tunet_memory_estimate_grows_with_patch_size():
 
 
 #: peak GPU memory of one bf16 training step at nnU-Net's full-resolution BioHit plan (640x768, batch 7), as a
-#: multiple of PlainConvUNet's (5,289 MB): benchmarks/results/network_speed.md, CUDA table, 2026-11-26
-MEASURED_MEMORY_VS_PLAIN = {"ResUNet": 9374 / 5289, "FabiansUNet": 6864 / 5289, "TUNet": 7855 / 5289}
+#: multiple of PlainConvUNet's (5,289 MB both times): benchmarks/results/network_speed.md, CUDA tables of
+#: 2026-11-26 (ResUNet, FabiansUNet) and 2026-12-04 (the T-Unets)
+MEASURED_MEMORY_VS_PLAIN = {"ResUNet": 9374 / 5289, "FabiansUNet": 6864 / 5289, "TUNet": 7852 / 5289,
+                            "TUNetLean": 6467 / 5289, "TUNetFast": 5793 / 5289}
 
 
 @pytest.mark.parametrize("network", MEASURED_MEMORY_VS_PLAIN)
@@ -243,7 +245,8 @@ def test_memory_estimate_tracks_the_measured_gpu_memory_within_20_percent(networ
     patch = (640, 768)
     default = default_plans_architecture(patch)
     plain = build_from_architecture(default, deep_supervision=True).compute_conv_feature_map_size(patch)
-    estimate = build_from_architecture(architecture_for(network, default, patch), deep_supervision=True)
+    name, options = ("TUNet", TUNET_VARIANTS[network]) if network in TUNET_VARIANTS else (network, {})
+    estimate = build_from_architecture(architecture_for(name, default, patch, **options), deep_supervision=True)
     ratio = estimate.compute_conv_feature_map_size(patch) / plain
     assert ratio == pytest.approx(MEASURED_MEMORY_VS_PLAIN[network], rel=0.2)
 
