@@ -13,11 +13,12 @@ Here, with the files the run brought back::
     python benchmarks/bundled_model.py --epochs E --iterations I   # scored on both test sets (the printed command)
 
 ``train`` runs the stock ``nnUNetv2_train 513 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs11
--device cuda``: the bundled model's trainer, data, batch and resolution, only more steps. Its schedule (the
-learning rate warms up and decays over the whole run, so it is fixed before the start) is sized from an assumed
-step rate; once two epochs are timed, a run that would end after ``--end-at``, or well before it, is restarted
-once with the epochs that fit. nnU-Net's final validation (every training case predicted again) is skipped: the model is scored here. The
-checkpoint comes home without its optimiser state, in parts under the device's 16 MiB per file.
+-device cuda``: the bundled model's trainer, data, batch and resolution; the steps are what fits. Its schedule
+(the learning rate warms up and decays over the whole run, so it is fixed before the start) is sized from an
+assumed step rate; once two epochs are timed, a run that would end after ``--end-at``, or well before it, is
+restarted once with the epochs that fit. nnU-Net's final validation (every training case predicted again) is
+skipped: the model is scored here. The checkpoint comes home without its optimiser state, in parts under the
+device's 16 MiB per file.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks and the GPU tier of the BioHit benchmark, in one command on a lent GPU machine.
+# The GPU checks, the GPU tier of the BioHit benchmark and the bundled recipe's GPU training, in one command on a
+# lent GPU machine.
 #
-#   python benchmarks/device_bundle.py --biohit   # here: wheels, stubs and data into .device/ (git-ignored)
+#   python benchmarks/device_bundle.py --biohit   # here: wheels, stubs and data into .device/ (git-ignored;
+#                                                 # --two-source WORKDIR for the bundled step)
 #   bash benchmarks/device_run.sh                 # there, with .device carried; everything lands in $OUT
 #
 # 1. installs the bundle into /tmp (the machine's own PyTorch stays; nnunet-tongue is this checkout, with its
@@ -22,16 +24,16 @@
 # Each step writes to $OUT as soon as it ends, so a run cut short still returns what it finished; a step
 # that fails is reported and the next one runs.
 #
-# Settings (environment): STEPS (which of "speed compile tier long cpu bundled" to run, default "speed compile tier
-# cpu"; e.g. STEPS="speed compile long" for a long training after the speed checks), OUT (default
+# Settings (environment): STEPS (which of "speed compile tier long cpu bundled" to run, default "speed compile
+# tier cpu"; e.g. STEPS="speed compile long" for a long training after the speed checks), OUT (default
 # ./device_out), BUNDLE (.device), DEVICE (cuda), SPEED_PATCH ("640 768", the patch nnU-Net plans for BioHit
-# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), SPEED_NETWORKS (default: all), COMPILE_NETWORKS (compiled beside
-# PlainConvUNet, TUNetFast), COMPILE_TIMEOUT_S (150), END_S (seconds after the
+# at full resolution), SPEED_BATCH (7), SPEED_STEPS (10), SPEED_NETWORKS (default: all), COMPILE_NETWORKS
+# (compiled beside PlainConvUNet, TUNetFast), COMPILE_TIMEOUT_S (150), END_S (seconds after the
 # start by which everything should be done, 560: give the command a limit of 600), BUDGET_ARGS (the tier's
 # schedule by hand, e.g. "--epochs 6 --iterations 40"), TIER_ARGS (further arguments for biohit_benchmark.py),
-# BUNDLED_ITERATIONS (the
-# bundled step's steps per epoch, 250), LONG_TRAINERS, LONG_STUDY, LONG_STEP_S (seconds per compiled step; default: 0.7 × the network's eager step
-# from `speed`, else 0.065, the compiled T-Unet's 0.055 plus loss and optimiser).
+# BUNDLED_ITERATIONS (the bundled step's steps per epoch, 250), LONG_TRAINERS, LONG_STUDY, LONG_STEP_S (seconds
+# per compiled step; default: 0.7 × the network's eager step from `speed`, else 0.065, the compiled T-Unet's 0.055
+# plus loss and optimiser).
 # A dry run on a CPU machine: DEVICE=cpu SPEED_PATCH="64 96" SPEED_BATCH=2 SPEED_STEPS=1 \
 #   TIER_ARGS="--device cpu --max-size 96 --epochs 1 --iterations 2 --val-iterations 1" bash benchmarks/device_run.sh
 set -euo pipefail
@@ -94,7 +96,8 @@ fi
 if want speed; then
   stamp "network training step, $DEVICE, patch $SPEED_PATCH, batch $SPEED_BATCH"
   python3 benchmarks/network_speed.py --device "$DEVICE" --patch $SPEED_PATCH --batch "$SPEED_BATCH" \
-    --steps "$SPEED_STEPS" --json "$SPEED_JSON" ${SPEED_NETWORKS:+--networks $SPEED_NETWORKS} | tee "$OUT/network_speed_$DEVICE.md" \
+    --steps "$SPEED_STEPS" --json "$SPEED_JSON" ${SPEED_NETWORKS:+--networks $SPEED_NETWORKS} \
+    | tee "$OUT/network_speed_$DEVICE.md" \
     || stamp "network step FAILED"
 fi
 
@@ -190,7 +193,7 @@ if want bundled; then
     # training ends 45 s before END_S: packing the checkpoint and the log's last lines
     "${BUNDLED[@]}" train --workdir "$WORK/bundled" --out "$OUT" --device "$DEVICE" \
       ${BUNDLED_ITERATIONS:+--iterations $BUNDLED_ITERATIONS} --end-at "$(( $(date +%s) + END_S - SECONDS - 45 ))" \
-      && stamp "bundled done" || stamp "bundled FAILED or ran out of time (bundled_train*.log)"
+      && stamp "bundled done" || stamp "bundled FAILED or ran out of time (bundled_train.log)"
   else
     stamp "preparing the two-source dataset FAILED:"; tail -n 30 /tmp/bundled_prepare.log
   fi
