@@ -36,12 +36,12 @@ import time
 from pathlib import Path
 
 from biohit_benchmark import REPO, nnunet_env
+from bundled_model import BATCH_SIZE, ITERATIONS, TRAINER
 from cross_dataset import BOTH, dataset_name
 from PIL import Image
 
-TRAINER = "nnUNetTrainerUNet320CoatingAug"  # bundled_model.TRAINER (that module imports the package's models)
-BATCH = 11
-ITERATIONS = 250
+from nnunet_tongue.training.budget import budget_trainer_name
+
 VAL_ITERATIONS = 3
 ASSUMED_STEPS_PER_S = 40.0  # first guess only: two timed epochs correct it
 START_S = 30  # nnU-Net's start: data loaders, first batches, cuDNN autotuning
@@ -80,7 +80,7 @@ def prepare(bundle: Path, workdir: Path) -> None:
 
 
 def budgeted(epochs: int, iterations: int) -> str:
-    return f"{TRAINER}_{epochs}epochs_{iterations}its_{VAL_ITERATIONS}val_bs{BATCH}"
+    return budget_trainer_name(TRAINER, epochs, iterations, VAL_ITERATIONS, batch_size=BATCH_SIZE)
 
 
 def epochs_that_fit(seconds: float, epoch_s: float) -> int:
@@ -206,7 +206,8 @@ def main() -> int:
     tr.add_argument("--out", type=Path, required=True)
     tr.add_argument("--end-at", type=float, required=True, help="seconds since the epoch by which training ends")
     tr.add_argument("--device", default="cuda", help="nnUNetv2_train's -device (cpu: a dry run)")
-    tr.add_argument("--iterations", type=int, default=ITERATIONS, help=f"steps per epoch (default {ITERATIONS})")
+    tr.add_argument("--iterations", type=int, default=ITERATIONS,
+                    help=f"steps per epoch (default {ITERATIONS}, the bundled model's)")
     home = sub.add_parser("bring-home", help="here: the returned parts into bundled_model.py's results folder")
     home.add_argument("folder", type=Path)
     args = p.parse_args()
