@@ -1,17 +1,20 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: about 6 h on 2 CPU cores
-        # (resumes where it stopped when run again), or 5 min on a lent GPU: STEPS=bundled in benchmarks/device_run.sh
-        # trains it there and benchmarks/device_bundled.py brings it home, where this command packs and scores it
+    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: about 5.4 h on 2 CPU cores
+        # (extrapolated; resumes where it stopped when run again), or 5 min on a lent GPU: STEPS=bundled in
+        # benchmarks/device_run.sh trains it there, benchmarks/device_bundled.py brings it home, this packs and
+        # scores it
     python benchmarks/bundled_model.py --score-only
-    python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced   # a candidate recipe
-    python benchmarks/bundled_model.py --epochs 32 --max-size 256   # a candidate: the recipe trained at 256 px
-    python benchmarks/bundled_model.py --epochs 16 --max-size 256 --lr 3e-4 --from-bundled
-        # a candidate: the bundled model (its network and weights) fine-tuned on photos at 256 px
-    python benchmarks/bundled_model.py --epochs 128 --from-bundled   # a candidate: a second training cycle
-    python benchmarks/bundled_model.py --repeat 2   # a candidate: the bundled recipe trained a second time
     python benchmarks/bundled_model.py --epochs 40 --iterations 250   # a candidate: another budget (any budget
-        # other than the bundled model's 128 x 12 is one), e.g. trained on a lent GPU (benchmarks/device_bundled.py)
+        # other than the bundled model's 25 x 250 is one), e.g. trained on a lent GPU (benchmarks/device_bundled.py)
+  The candidates of docs/models.md, all at 12 steps per epoch (--from-bundled started from the bundled model of
+  the day, the 1,536-step one):
+    python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced --epochs 32 --iterations 12
+    python benchmarks/bundled_model.py --epochs 32 --iterations 12 --max-size 256   # the recipe trained at 256 px
+    python benchmarks/bundled_model.py --epochs 16 --iterations 12 --max-size 256 --lr 3e-4 --from-bundled
+        # the bundled model (its network and weights) fine-tuned on photos at 256 px
+    python benchmarks/bundled_model.py --epochs 128 --iterations 12 --from-bundled   # a second training cycle
+    python benchmarks/bundled_model.py --epochs 128 --iterations 12 --repeat 2   # the 1,536-step recipe trained again
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
@@ -55,6 +58,7 @@ from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 
 TRAINER = "nnUNetTrainerUNet320CoatingAug"
 EPOCHS, ITERATIONS, BATCH_SIZE = 25, 250, 11  # the bundled model's budget: 6,250 steps of 11 photos
+VAL_ITERATIONS = 3  # validation steps per epoch (nnU-Net's pseudo Dice in the training log)
 MAX_SIZE = 192
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
@@ -141,7 +145,7 @@ def train(workdir: Path, data: Path, trainer: str, epochs: int, iterations: int,
     prepare(workdir, max_size, data)
     results = workdir / ("results" if repeat == 1 else f"results_repeat{repeat}")
     env = nnunet_env(workdir, nnUNet_results=str(results))
-    budgeted = budget_trainer_name(trainer, epochs, iterations, 3, lr=lr, batch_size=batch_size)
+    budgeted = budget_trainer_name(trainer, epochs, iterations, VAL_ITERATIONS, lr=lr, batch_size=batch_size)
     dataset = dataset_name("both")
     plans = bundled_plans(workdir) if from_bundled else "nnUNetPlans"
     model = results / dataset / f"{budgeted}__{plans}__2d"

@@ -36,13 +36,12 @@ import time
 from pathlib import Path
 
 from biohit_benchmark import REPO, nnunet_env
-from bundled_model import BATCH_SIZE, ITERATIONS, TRAINER
+from bundled_model import BATCH_SIZE, ITERATIONS, TRAINER, VAL_ITERATIONS
 from cross_dataset import BOTH, dataset_name
 from PIL import Image
 
 from nnunet_tongue.training.budget import budget_trainer_name
 
-VAL_ITERATIONS = 3
 ASSUMED_STEPS_PER_S = 40.0  # first guess only: two timed epochs correct it
 START_S = 30  # nnU-Net's start: data loaders, first batches, cuDNN autotuning
 PART_BYTES = 16 * 2**20 - 2**16  # the device returns files of at most 16 MiB
