@@ -88,6 +88,28 @@ def test_a_dark_photo_is_not_taken_for_a_blurred_one(good):
     assert "blurred" not in flags(dark, mask)
 
 
+def with_sensor_noise(photo: np.ndarray, sigma: float = 12.0) -> np.ndarray:
+    """``photo`` with Gaussian noise of ``sigma`` grey levels per channel (a high-ISO phone photo)."""
+    noisy = photo.astype(np.float64) + np.random.default_rng(0).normal(0, sigma, photo.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def out_of_focus(photo: np.ndarray, fraction: float = 0.005) -> np.ndarray:
+    """``photo`` under a Gaussian blur of ``fraction`` of its longest side."""
+    return np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(fraction * max(photo.shape[:2]))))
+
+
+def test_blurred_under_sensor_noise(good):
+    photo, mask = good
+    for fraction in (0.005, 0.015):
+        assert "blurred" in flags(with_sensor_noise(out_of_focus(photo, fraction)), mask), fraction
+
+
+def test_a_noisy_photo_is_not_taken_for_a_blurred_one(good):
+    photo, mask = good
+    assert "blurred" not in flags(with_sensor_noise(photo), mask)
+
+
 def photo_flags(photo: np.ndarray) -> list[str]:
     return quality(photo, np.zeros(photo.shape[:2], np.float32), np.zeros(photo.shape[:2], bool))["flags"]
 
@@ -108,6 +130,19 @@ def test_real_photos_under_exposed_are_not_flagged_blurred(real_photos):
     for path, photo in real_photos.items():
         dark = (photo * 0.4).astype(np.uint8)  # about 3 stops under
         assert "blurred" not in photo_flags(dark), path
+
+
+@pytest.mark.parametrize("fraction", [0.005, 0.015])
+def test_real_photos_out_of_focus_are_flagged_blurred_with_or_without_sensor_noise(real_photos, fraction):
+    for path, photo in real_photos.items():
+        blurred = out_of_focus(photo, fraction)
+        assert "blurred" in photo_flags(blurred), path
+        assert "blurred" in photo_flags(with_sensor_noise(blurred)), path
+
+
+def test_real_photos_with_sensor_noise_are_not_flagged_blurred(real_photos):
+    for path, photo in real_photos.items():
+        assert "blurred" not in photo_flags(with_sensor_noise(photo)), path
 
 
 def test_flags_are_written_on_the_overlay(good):

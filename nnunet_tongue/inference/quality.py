@@ -12,8 +12,9 @@ photo, the network's tongue probability and the mask ``segment`` writes:
 - ``low_confidence``: pixels the network is unsure about (probability between 0.25 and 0.75) amount to more
   than :data:`UNSURE_AREA` of the tongue's area.
 - ``too_dark`` / ``too_bright``: the photo's mean grey level is below :data:`DARK` or above :data:`BRIGHT` (0-255).
-- ``blurred``: the photo's :func:`sharpness` is below :data:`SHARPNESS` (BioHit and NTUST photos score 7.0-24.2,
-  the same photos out of focus 1.5-4.5, under-exposed or not; ``benchmarks/sharpness_flag.py``).
+- ``blurred``: the photo's :func:`sharpness` is below :data:`SHARPNESS` at the fine scale or below
+  :data:`SHARPNESS_MID` at the middle one (calibrated on BioHit and NTUST photos as taken, under- and
+  over-exposed, re-encoded, noisy and out of focus: ``benchmarks/sharpness_flag.py``, docs/inference.md).
 """
 
 from __future__ import annotations
@@ -27,31 +28,57 @@ SECOND_REGION = 0.10
 MIN_AREA, MAX_AREA = 0.01, 0.80
 UNSURE_AREA = 0.10
 DARK, BRIGHT = 40.0, 215.0
-SHARPNESS = 5.0
+SHARPNESS, SHARPNESS_MID = 5.0, 5.3
 FLAGS = ("no_tongue", "cut_by_border", "several_regions", "area_implausible", "low_confidence", "too_dark",
          "too_bright", "blurred")
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def grey_pixels(grey: Image.Image, longest: int = 512) -> np.ndarray:
-    """A grey photo as float32 pixels, brought to at most ``longest`` px on its longest side (bilinear)."""
-    scale = longest / max(grey.size)
-    if scale < 1:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                           Image.Resampling.BILINEAR)
-    return np.asarray(grey, dtype=np.float32)
+    """A grey photo as float32 pixels, shrunk by the smallest whole factor k that brings its longest side to at most
+    ``longest`` px: each pixel the mean of a k x k block, so pixel noise stays uncorrelated (its sigma / k)."""
+    pixels = np.asarray(grey, dtype=np.float32)
+    k = -(-max(pixels.shape) // longest)
+    if k > 1:
+        h, w = pixels.shape[0] // k * k, pixels.shape[1] // k * k
+        pixels = pixels[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+    return pixels
 
 
-def sharpness(grey: Image.Image) -> float:
-    """Fine-to-coarse edge energy of a grey photo brought to at most 512 px on its longest side: the variance of its
-    Laplacian of Gaussian at sigma 1 px over that at sigma 2 px (higher = sharper; 0 for a flat photo).
+def _energy(sigma: float) -> float:
+    """Sum of the squared weights of scipy's Laplacian of Gaussian at ``sigma``: white noise of variance v
+    comes out of it with variance v times this."""
+    impulse = np.zeros((8 * round(sigma) + 9,) * 2)
+    impulse[impulse.shape[0] // 2, impulse.shape[1] // 2] = 1.0
+    return float((ndimage.gaussian_laplace(impulse, sigma) ** 2).sum())
 
-    A blur takes the fine scale away first, so the ratio falls; exposure and contrast scale both variances alike
-    and leave it unchanged, so a dark photo is not taken for a blurred one.
+
+_LOG_NOISE_GAIN = {sigma: _energy(sigma) for sigma in (1.0, 2.0, 4.0)}
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)  # cancels shading and straight edges
+
+
+def noise_sigma(pixels: np.ndarray) -> float:
+    """The standard deviation of a grey photo's pixel noise: the median absolute response to a kernel that cancels
+    smooth shading and straight edges (white noise of sigma s comes out of it with sigma 6 s), over 0.6745."""
+    response = ndimage.convolve(pixels, _NOISE_KERNEL)[1:-1, 1:-1]
+    return float(np.median(np.abs(response))) / 0.6745 / 6.0
+
+
+def sharpness(grey: Image.Image) -> tuple[float, float, float]:
+    """``(fine, mid, noise)`` of a grey photo shrunk to at most 512 px (:func:`grey_pixels`): the variance of its
+    Laplacian of Gaussian at sigma 1 px over that at 2 px (fine), at 2 px over 4 px (mid), each variance less the
+    share :func:`noise_sigma` explains; higher = sharper, 0 for a flat photo.
+
+    A blur takes the fine scales away first, so both ratios fall; exposure and contrast scale every variance alike
+    and leave them unchanged, so a dark photo is not taken for a blurred one; the noise's share is taken out, so a
+    noisy photo's grain is not taken for detail.
     """
     pixels = grey_pixels(grey)
-    coarse = float(ndimage.gaussian_laplace(pixels, 2.0).var())
-    return float(ndimage.gaussian_laplace(pixels, 1.0).var()) / coarse if coarse > 1e-6 else 0.0
+    noise = noise_sigma(pixels)
+    detail = {sigma: max(float(ndimage.gaussian_laplace(pixels, sigma).var()) - noise ** 2 * gain, 0.0)
+              for sigma, gain in _LOG_NOISE_GAIN.items()}
+    fine, mid = (detail[a] / detail[b] if detail[b] > 1e-6 else 0.0 for a, b in ((1.0, 2.0), (2.0, 4.0)))
+    return fine, mid, noise
 
 
 def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dict:
@@ -69,8 +96,8 @@ def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dic
         "second_region_ratio": float(sizes[1] / sizes[0]) if sizes.size > 1 else 0.0,
         "unsure_area_ratio": float(((probability > 0.25) & (probability < 0.75)).sum()) / max(area, 1),
         "mean_grey": float(np.asarray(grey, dtype=np.float32).mean()),
-        "sharpness": sharpness(grey),
     }
+    measures["sharpness"], measures["sharpness_mid"], measures["noise_sigma"] = sharpness(grey)
     flags = []
     if area == 0:
         flags.append("no_tongue")
@@ -87,7 +114,7 @@ def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dic
         flags.append("too_dark")
     if measures["mean_grey"] > BRIGHT:
         flags.append("too_bright")
-    if measures["sharpness"] < SHARPNESS:
+    if measures["sharpness"] < SHARPNESS or measures["sharpness_mid"] < SHARPNESS_MID:
         flags.append("blurred")
     return {"flags": flags, "measures": {k: round(v, 4) for k, v in measures.items()}}
 
