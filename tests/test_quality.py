@@ -80,6 +80,12 @@ def test_blurred(good):
     assert "blurred" in flags(blurred, mask)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (8, 6)])
+def test_a_photo_too_small_to_show_detail_is_flagged_blurred(size):
+    photo = np.full((*size, 3), 128, np.uint8)
+    assert "blurred" in flags(photo, np.zeros(size, bool))
+
+
 def test_a_dark_photo_is_not_taken_for_a_blurred_one(good):
     photo, mask = good
     dark = (photo * 0.25).astype(np.uint8)

@@ -59,7 +59,10 @@ _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32
 
 def noise_sigma(pixels: np.ndarray) -> float:
     """The standard deviation of a grey photo's pixel noise: the median absolute response to a kernel that cancels
-    smooth shading and straight edges (white noise of sigma s comes out of it with sigma 6 s), over 0.6745."""
+    smooth shading and straight edges (white noise of sigma s comes out of it with sigma 6 s), over 0.6745; 0 for a
+    photo under 3 x 3 px."""
+    if min(pixels.shape) < 3:
+        return 0.0
     response = ndimage.convolve(pixels, _NOISE_KERNEL)[1:-1, 1:-1]
     return float(np.median(np.abs(response))) / 0.6745 / 6.0
 
