@@ -81,9 +81,11 @@ def test_blurred(good):
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 2), (8, 6)])
-def test_a_photo_too_small_to_show_detail_is_flagged_blurred(size):
-    photo = np.full((*size, 3), 128, np.uint8)
-    assert "blurred" in flags(photo, np.zeros(size, bool))
+def test_a_photo_too_small_to_show_detail_is_flagged_blurred_with_finite_measures(size):
+    photo, mask = np.full((*size, 3), 128, np.uint8), np.zeros(size, bool)
+    found = quality(photo, mask.astype(np.float32), mask)
+    assert "blurred" in found["flags"]
+    assert all(np.isfinite(v) for v in found["measures"].values())  # segment.jsonl holds no NaN
 
 
 def test_a_dark_photo_is_not_taken_for_a_blurred_one(good):
