@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from nnunet_tongue.inference.quality import FLAGS, draw_flags, quality
+from nnunet_tongue.inference.quality import FLAGS, draw_flags, photo_sharpness, quality
 from nnunet_tongue.synthetic import make_tongue_photo
 
 
@@ -116,6 +116,14 @@ def test_blurred_under_sensor_noise(good):
 def test_a_noisy_photo_is_not_taken_for_a_blurred_one(good):
     photo, mask = good
     assert "blurred" not in flags(with_sensor_noise(photo), mask)
+
+
+def test_sharpness_measured_before_segmenting_gives_the_same_measures_and_flags(good):
+    photo, mask = good
+    blurred = out_of_focus(photo, 0.015)
+    for image in (photo, blurred):
+        assert quality(image, mask.astype(np.float32), mask, photo_sharpness(image)) == quality(
+            image, mask.astype(np.float32), mask)
 
 
 def photo_flags(photo: np.ndarray) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from nnunet_tongue.photos import list_photos, load_photo
 from nnunet_tongue.inference.postprocess import fill_holes, largest_component, postprocess_mask
@@ -304,6 +304,34 @@ def test_model_folder_copy_reads_training_scale(trained_tongue_model, tmp_path):
     rgb, _ = make_tongue_photo(np.random.default_rng(1), 96, 64)
     prediction = seg.predict(rgb)
     assert prediction.inference_shape == (32, 48) and prediction.probability.shape == (64, 96)
+
+
+def test_a_size_recorded_for_segmenting_is_the_default_and_an_explicit_size_overrides_it(trained_tongue_model,
+                                                                                         tmp_path):
+    """A model may record a larger size to be fed at than its training photos had (the bundled model does)."""
+    folder = tmp_path / trained_tongue_model.model_folder.name
+    shutil.copytree(trained_tongue_model.model_folder, folder)
+    dataset = json.loads((folder / "dataset.json").read_text())
+    dataset[CONVERSION_KEY] = {"max_size": 48, "segment_max_size": 64}
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    seg = TongueSegmenter(folder, device="cpu", rescale=False)
+    rgb, _ = make_tongue_photo(np.random.default_rng(1), 384, 288)  # sharp: no quality flag (test_quality.py)
+    assert seg.max_size == 64 and seg.predict(rgb).inference_shape == (48, 64)
+    assert TongueSegmenter(folder, device="cpu", max_size=48).max_size == 48
+
+
+def test_a_blurred_photo_gets_the_training_size_unless_a_size_is_given(trained_tongue_model, tmp_path):
+    """Fed larger, a blurred photo's blur would grow beyond what the model saw in training, with no detail to gain."""
+    folder = tmp_path / trained_tongue_model.model_folder.name
+    shutil.copytree(trained_tongue_model.model_folder, folder)
+    dataset = json.loads((folder / "dataset.json").read_text())
+    dataset[CONVERSION_KEY] = {"max_size": 48, "segment_max_size": 64}
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    rgb, _ = make_tongue_photo(np.random.default_rng(1), 384, 288)
+    blurred = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(6)))
+    assert TongueSegmenter(folder, device="cpu", rescale=False).predict(blurred).inference_shape == (36, 48)
+    given = TongueSegmenter(folder, device="cpu", rescale=False, max_size=64)
+    assert given.predict(blurred).inference_shape == (48, 64)
 
 
 # --- model folders: what they record -----------------------------------------------------------------------------

@@ -22,6 +22,14 @@ def training_max_size(dataset_json: dict) -> int | None:
     return int(value) if value else None
 
 
+def segment_max_size(dataset_json: dict) -> int | None:
+    """Longest side ``segment`` brings photos to by default: the size recorded for the model
+    (``segment_max_size``; the bundled model's is larger than its training photos, measured better on held-out
+    photos), else the training photos' (:func:`training_max_size`)."""
+    value = (dataset_json.get(CONVERSION_KEY) or {}).get("segment_max_size")
+    return int(value) if value else training_max_size(dataset_json)
+
+
 def training_tongue_extent(dataset_json: dict) -> dict | None:
     """5th percentile, median and 95th percentile (``p5``, ``median``, ``p95``) of the training tongues' extent
     in pixels at the training resolution (None: not recorded, e.g. converted before 0.2)."""

@@ -84,8 +84,20 @@ def sharpness(grey: Image.Image) -> tuple[float, float, float]:
     return fine, mid, noise
 
 
-def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dict:
-    """The measurements behind the flags and the flags raised: ``{"flags": [...], "measures": {...}}``."""
+def photo_sharpness(photo: np.ndarray) -> tuple[float, float, float]:
+    """:func:`sharpness` of a photo array (RGB or grey)."""
+    return sharpness(Image.fromarray(photo).convert("L"))
+
+
+def is_blurred(fine: float, mid: float) -> bool:
+    """The ``blurred`` flag's rule on a photo's fine and mid :func:`sharpness`."""
+    return fine < SHARPNESS or mid < SHARPNESS_MID
+
+
+def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray,
+            measured_sharpness: tuple[float, float, float] | None = None) -> dict:
+    """The measurements behind the flags and the flags raised: ``{"flags": [...], "measures": {...}}``
+    (``measured_sharpness``: the photo's :func:`photo_sharpness` when already measured)."""
     mask = np.asarray(mask, dtype=bool)
     raw = probability >= 0.5
     area = int(mask.sum())
@@ -100,7 +112,8 @@ def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dic
         "unsure_area_ratio": float(((probability > 0.25) & (probability < 0.75)).sum()) / max(area, 1),
         "mean_grey": float(np.asarray(grey, dtype=np.float32).mean()),
     }
-    measures["sharpness"], measures["sharpness_mid"], measures["noise_sigma"] = sharpness(grey)
+    measures["sharpness"], measures["sharpness_mid"], measures["noise_sigma"] = (
+        measured_sharpness if measured_sharpness is not None else sharpness(grey))
     flags = []
     if area == 0:
         flags.append("no_tongue")
@@ -117,7 +130,7 @@ def quality(photo: np.ndarray, probability: np.ndarray, mask: np.ndarray) -> dic
         flags.append("too_dark")
     if measures["mean_grey"] > BRIGHT:
         flags.append("too_bright")
-    if measures["sharpness"] < SHARPNESS or measures["sharpness_mid"] < SHARPNESS_MID:
+    if is_blurred(measures["sharpness"], measures["sharpness_mid"]):
         flags.append("blurred")
     return {"flags": flags, "measures": {k: round(v, 4) for k, v in measures.items()}}
 

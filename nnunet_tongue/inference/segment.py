@@ -213,7 +213,7 @@ def _segment_one(segmenter: TongueSegmenter, photo: Path, outputs: dict[str, Pat
     prediction = segmenter.predict(image)
     mask = prediction.mask
     t2 = time.perf_counter()
-    checked = quality(image, prediction.probability, mask)
+    checked = quality(image, prediction.probability, mask, prediction.sharpness)
     _write_all({outputs["mask"]: (mask_image(mask), {}),
                 outputs["cutout"]: (cutout_image(image, mask), {"compress_level": CUTOUT_PNG_COMPRESS_LEVEL}),
                 outputs["overlay"]: (draw_flags(overlay_image(image, mask), checked["flags"]),

@@ -11,7 +11,11 @@ downscaled to N pixels at conversion (``nnunet_tongue_conversion.max_size`` in t
 ``dataset.json``) expects tongues of that pixel size. A larger photo is therefore downscaled to
 longest side N before inference (the converter's own size rule and Lanczos filter) and the tongue
 probability is resized back (bilinear) to the photo's size before thresholding at 0.5. This also
-bounds memory and time for 12-megapixel phone photos.
+bounds memory and time for 12-megapixel phone photos. A model may record a larger size to be fed at
+(``segment_max_size``, the bundled model's 256 px for 192-px training photos): its tongues then reach the
+network larger, with finer boundaries, and a tongue outside the training tongues' range of sizes is still
+brought to their median by the second pass below; a photo the ``blurred`` quality flag would raise on has no
+fine detail to gain and gets the training size.
 A model trained at full resolution gets the photo as it is (``max_size=None``), whatever its size.
 """
 
@@ -28,11 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nnunet_tongue.conversion import training_max_size as conversion_max_size
+from nnunet_tongue.conversion import segment_max_size, training_max_size as conversion_max_size
 from nnunet_tongue.conversion import training_tongue_extent
 from nnunet_tongue.inference.outputs import bounding_box
 from nnunet_tongue.inference.postprocess import largest_component, postprocess_mask
 from nnunet_tongue.inference.predictor import PhotoPredictor, configuration, supported
+from nnunet_tongue.inference.quality import is_blurred, photo_sharpness
 from nnunet_tongue.models.packed import ModelError, PackedModel, is_packed
 from nnunet_tongue.photos import resize_photo, scaled_size
 
@@ -184,6 +189,7 @@ class Prediction:
     mask: np.ndarray  # bool [H, W]: probability >= 0.5, post-processed when the segmenter post-processes
     inference_shape: tuple[int, int]  # (h, w) fed to nnU-Net (in the second pass when rescaled)
     rescale_factor: float = 1.0  # tongue size change of the second pass (1.0: no second pass)
+    sharpness: tuple[float, float, float] | None = None  # the photo's (fine, mid, noise) when measured to pick a size
 
 
 class TongueSegmenter:
@@ -193,8 +199,9 @@ class TongueSegmenter:
     nnU-Net, which unpickles them) or a packed model (:mod:`nnunet_tongue.models.packed`: hash-checked
     safetensors, no pickle), e.g. from :func:`nnunet_tongue.models.store.find_model`.
 
-    ``max_size``: ``"model"`` (default) reads the training scale from the model's dataset.json;
-    an int downscales photos to that longest side; ``None`` or 0 feeds photos at their own size.
+    ``max_size``: ``"model"`` (default) reads the size from the model's dataset.json (its recorded
+    ``segment_max_size``, the training scale for a blurred photo; else the training scale); an int downscales
+    photos to that longest side; ``None`` or 0 feeds photos at their own size.
     ``rescale``: when the tongue found at that scale is larger or smaller than the training tongues (outside
     the 5th-95th percentile of their extent, recorded in the model's dataset.json), segment once more with
     the tongue brought to the training tongues' median extent: a close-up is shrunk, a far shot cropped
@@ -248,8 +255,12 @@ class TongueSegmenter:
         self.mirroring = bool(mirroring)
         self.postprocess = bool(postprocess)
         self.tile_step_size = float(tile_step_size)
+        # a model recorded to be fed larger than its training photos gets a blurred photo at the training size
+        self.blurred_max_size: int | None = None
         if max_size == "model":
-            self.max_size = conversion_max_size(dataset_json)
+            self.max_size = segment_max_size(dataset_json)
+            if self.max_size != conversion_max_size(dataset_json):
+                self.blurred_max_size = conversion_max_size(dataset_json)
         else:
             self.max_size = int(max_size) if max_size else None
         self.tongue_extent = training_tongue_extent(dataset_json)
@@ -295,6 +306,7 @@ class TongueSegmenter:
                 "trainer": self.trainer_name, "folds": self.folds,
                 "checkpoint": self.checkpoint, "device": str(self.device), "mirroring": self.mirroring,
                 "postprocess": self.postprocess, "tile_step_size": self.tile_step_size, "max_size": self.max_size,
+                "blurred_max_size": self.blurred_max_size,
                 "rescale": self.rescale, "training_tongue_extent_px": self.tongue_extent,
                 "patch_size": list(self.predictor.patch_size)}
 
@@ -317,14 +329,20 @@ class TongueSegmenter:
         the mask is post-processed when :attr:`postprocess` is on (the one place that decides it)."""
         image = as_model_channels(image, self.channels)
         height, width = image.shape[:2]
-        w, h, scale = scaled_size(width, height, self.max_size)  # the converter's rule
+        max_size, measured = self.max_size, None
+        if self.blurred_max_size:
+            measured = photo_sharpness(image)
+            if is_blurred(*measured[:2]):  # no fine detail to gain; its blur would grow
+                max_size = self.blurred_max_size
+        w, h, scale = scaled_size(width, height, max_size)  # the converter's rule
         probability = self._probability(image, (w, h))
         box = bounding_box(largest_component(probability >= 0.5)) if self.rescale else None
         factor = self._rescale_factor(box, scale)
         if factor != 1.0:
-            probability, (w, h) = self._rescaled_probability(image, probability, box, scale * factor)
+            probability, (w, h) = self._rescaled_probability(image, probability, box, scale * factor, max_size)
         mask = probability >= 0.5
-        return Prediction(probability, postprocess_mask(mask) if self.postprocess else mask, (h, w), factor)
+        return Prediction(probability, postprocess_mask(mask) if self.postprocess else mask, (h, w), factor,
+                          measured)
 
     def _rescale_factor(self, box: dict | None, scale: float) -> float:
         """How much larger the tongue (``box``, in photo pixels) must be at the network's input to match the
@@ -335,17 +353,17 @@ class TongueSegmenter:
         low, high = self.tongue_extent["p5"], self.tongue_extent["p95"]
         return 1.0 if low <= extent <= high else float(self.tongue_extent["median"] / extent)
 
-    def _rescaled_probability(self, image: np.ndarray, coarse: np.ndarray, box: dict,
-                              scale: float) -> tuple[np.ndarray, tuple[int, int]]:
+    def _rescaled_probability(self, image: np.ndarray, coarse: np.ndarray, box: dict, scale: float,
+                              max_size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
         """Probability from a second pass at ``scale`` (photo pixels -> network pixels). Zoomed out: the whole
         photo, smaller. Zoomed in: a window around the first pass's tongue of the size the network saw then,
         enlarged (``box``: the first pass's tongue); outside it the first pass's probability stays."""
         height, width = image.shape[:2]
-        if scale * max(width, height) <= (self.max_size or max(width, height)):
+        if scale * max(width, height) <= (max_size or max(width, height)):
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             return self._probability(image, size), size
-        window_w = min(width, round((self.max_size or width) / scale * width / max(width, height)))
-        window_h = min(height, round((self.max_size or height) / scale * height / max(width, height)))
+        window_w = min(width, round((max_size or width) / scale * width / max(width, height)))
+        window_h = min(height, round((max_size or height) / scale * height / max(width, height)))
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         x0 = int(min(max(0, round(cx - window_w / 2)), width - window_w))
         y0 = int(min(max(0, round(cy - window_h / 2)), height - window_h))
