@@ -153,19 +153,25 @@ def gpu_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device visible"
 
 
-def resolution_ceiling(training_labels: Path, full_labels: Path) -> dict:
-    """Dice (%) of a perfect prediction at the training resolution (the downscaled test masks) brought back to
-    the photos' size the way ``segment`` does (bilinear, threshold 0.5): the best score the tier's
-    resolution allows."""
+def resolution_ceiling(training_labels: Path | int, full_labels: Path) -> dict:
+    """Dice (%) of a perfect prediction at the training resolution (``training_labels``: the folder of the
+    downscaled test masks, or the longest side in px to downscale them to by the converter's rule) brought back
+    to the photos' size the way ``segment`` does (bilinear, threshold 0.5): the best score that scale allows."""
     import numpy as np
     from PIL import Image
 
+    from nnunet_tongue.conversion.masks import resize_mask
     from nnunet_tongue.evaluation.metrics import dice
+    from nnunet_tongue.photos import scaled_size
 
     scores = []
     for truth_path in sorted(full_labels.glob("*.png")):
         truth = np.asarray(Image.open(truth_path)) > 0
-        small = np.asarray(Image.open(training_labels / truth_path.name)).astype(np.float32)
+        if isinstance(training_labels, int):
+            small = resize_mask(truth, scaled_size(truth.shape[1], truth.shape[0], training_labels)[:2])
+        else:
+            small = np.asarray(Image.open(training_labels / truth_path.name))
+        small = small.astype(np.float32)
         if small.shape != truth.shape:
             small = np.asarray(Image.fromarray(small).resize(truth.shape[::-1], Image.Resampling.BILINEAR))
         scores.append(100 * dice(small >= 0.5, truth))

@@ -23,7 +23,8 @@ Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``
 2. ``nnUNetv2_train 513 2d all -tr nnUNetTrainerUNet320CoatingAug_<E>epochs_<I>its_3val_bs<B>``: every
    training case (fold ``all``), the budget and batch in the name (``--from-bundled``: ``-p nnUNetPlansBundledNet
    -pretrained_weights <the bundled model exported>``);
-3. the final checkpoint packed as float16 safetensors into ``nnunet_tongue/models/bundled/tongue-unet320``
+3. the model folder's dataset.json given the size ``segment`` feeds photos at, :data:`SEGMENT_MAX_SIZE`, and
+   the final checkpoint packed as float16 safetensors into ``nnunet_tongue/models/bundled/tongue-unet320``
    (:func:`nnunet_tongue.models.packed.pack`);
 4. ``nnunet-tongue segment -m <that folder>`` (default settings) and ``nnunet-tongue evaluate`` on each
    source's test photos at their original size, and on close-up crops of them (each test photo cut to a
@@ -53,6 +54,7 @@ from biohit_benchmark import (BIOHIT as DATA, RESULTS, REPO, epoch_seconds, nnun
                              finish)
 from cross_dataset import BOTH, SOURCES, dataset_name, docs_sheet, prepare, record_tongue_extent
 
+from nnunet_tongue.conversion import CONVERSION_KEY
 from nnunet_tongue.evaluation.metrics import dice
 from nnunet_tongue.models.store import BUNDLED_ROOT, DEFAULT_MODEL
 
@@ -60,6 +62,9 @@ TRAINER = "nnUNetTrainerUNet320CoatingAug"
 EPOCHS, ITERATIONS, BATCH_SIZE = 25, 250, 11  # the bundled model's budget: 6,250 steps of 11 photos
 VAL_ITERATIONS = 3  # validation steps per epoch (nnU-Net's pseudo Dice in the training log)
 MAX_SIZE = 192
+#: the longest side ``segment`` brings photos to for the bundled model (recorded in its dataset.json): larger than
+#: its training photos, chosen on the 137 training photos the recipe's fold-0 model did not train on (models.md)
+SEGMENT_MAX_SIZE = 256
 DOCS = REPO / "docs" / "models.md"
 IMG = REPO / "docs" / "img" / "models"
 CLOSE_UP_MARGIN = 1.25
@@ -108,10 +113,20 @@ def close_ups(workdir: Path, source: str) -> tuple[Path, Path]:
 
 
 def bundled_tag() -> str:
-    """The packed bundled model's name and the budgeted trainer it was trained with (from its card): the prefix
-    of its score folders, so that a retrained model is never scored from an earlier model's cached masks."""
+    """The packed bundled model's name, the budgeted trainer it was trained with and the size it is segmented at
+    (from its card): the prefix of its score folders, so that a retrained model, or one fed at another size, is
+    never scored from an earlier model's cached masks."""
     card = json.loads((BUNDLED_ROOT / DEFAULT_MODEL / "card.json").read_text())
-    return f"{DEFAULT_MODEL}_{card['training']['trainer']}"
+    size = card.get("input_scale", {}).get("segment_max_size_px")
+    return f"{DEFAULT_MODEL}_{card['training']['trainer']}" + (f"_at{size}px" if size else "")
+
+
+def record_segment_size(model: Path) -> None:
+    """Write :data:`SEGMENT_MAX_SIZE` into the model folder's dataset.json, where ``segment`` reads its default."""
+    meta_file = model / "dataset.json"
+    meta = json.loads(meta_file.read_text())
+    meta.setdefault(CONVERSION_KEY, {})["segment_max_size"] = SEGMENT_MAX_SIZE
+    meta_file.write_text(json.dumps(meta, indent=1))
 
 
 def score(workdir: Path, env: dict, tag: str, photos: Path, truth: Path, model: list[str]) -> tuple[dict, Path]:
@@ -302,9 +317,11 @@ def main() -> int:
     else:
         model, training = train(workdir, args.data, TRAINER, args.epochs, args.iterations, args.batch_size)
         extent = record_tongue_extent(model, workdir / "raw" / dataset)
+        record_segment_size(model)
         card = dict(CARD, training=dict(training, command=f"python benchmarks/bundled_model.py (trained by: "
                                                                  f"{training['command']})"),
-                    input_scale={"photos_downscaled_to_px": MAX_SIZE, "training_tongue_extent_px": extent})
+                    input_scale={"photos_downscaled_to_px": MAX_SIZE, "segment_max_size_px": SEGMENT_MAX_SIZE,
+                                 "training_tongue_extent_px": extent})
         staging = bundled.with_name(bundled.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         pack(model, staging, folds=["all"], dtype="float16", trainer=TRAINER, card=dict(card, name=DEFAULT_MODEL))
@@ -314,7 +331,8 @@ def main() -> int:
 
     tag = bundled_tag()
     results: dict = {"model": DEFAULT_MODEL, "date": date.today().isoformat(), "test": {}, "mirrored": {},
-                     "close_up": {}, "float16_vs_float32": {}, "resolution_ceiling": {}}
+                     "close_up": {}, "float16_vs_float32": {}, "resolution_ceiling": {},
+                     "resolution_ceiling_segment": {}}
     for source in SOURCES:
         photos = workdir / f"test_photos_{source}"
         truth = workdir / "fullres" / dataset_name(source) / "labelsTs"
@@ -323,6 +341,7 @@ def main() -> int:
                                                ["-m", str(bundled), "--mirroring"])
         results["resolution_ceiling"][source] = resolution_ceiling(workdir / "raw" / dataset_name(source) / "labelsTs",
                                                                     truth)
+        results["resolution_ceiling_segment"][source] = resolution_ceiling(SEGMENT_MAX_SIZE, truth)
         _, full = score(workdir, env, f"{tag}_fp32_{source}", photos, truth, ["-m", str(model), "-f", "all"])
         agreement = [dice(np.asarray(Image.open(a)) > 0, np.asarray(Image.open(full / a.name)) > 0)
                      for a in sorted(half.glob("*.png"))]
@@ -389,11 +408,14 @@ def markdown(results: dict) -> str:
     agreement = "; ".join(f"{s}: min {100 * a['min_dice']:.3f} %, mean {100 * a['mean_dice']:.3f} % "
                           f"over {a['n']} photos"
                           for s, a in results["float16_vs_float32"].items())
-    ceiling = "; ".join(f"{s}: {c['mean']:.2f} ± {c['sd']:.2f} (worst {c['min']:.2f})"
-                        for s, c in results["resolution_ceiling"].items())
+    ceiling = {size: "; ".join(f"{s}: {c['mean']:.2f} ± {c['sd']:.2f} (worst {c['min']:.2f})"
+                               for s, c in results[key].items())
+               for size, key in ((MAX_SIZE, "resolution_ceiling"), (SEGMENT_MAX_SIZE, "resolution_ceiling_segment"))}
     lines += ["", f"float16 (shipped) vs float32 masks, Dice: {agreement}.", "",
-              f"Resolution ceiling, Dice % (the test masks downscaled to the training size, {MAX_SIZE} px, and brought "
-              f"back the way `segment` does: the best a perfect model can score at this scale): {ceiling}.", ""]
+              "Resolution ceiling, Dice % (the test masks downscaled and brought back the way `segment` does: the "
+              f"best a perfect model can score at that scale): at the size `segment` feeds the model, "
+              f"{SEGMENT_MAX_SIZE} px, {ceiling[SEGMENT_MAX_SIZE]}; at the training size, {MAX_SIZE} px, "
+              f"{ceiling[MAX_SIZE]}.", ""]
     lines += [f"![worst {name}](" + results["test"][source]["worst_cases_jpg"] + ")"
               for source, name in (("biohit", "BioHit test cases"), ("ntust", "NTUST test cases"))
               if "worst_cases_jpg" in results["test"][source]]

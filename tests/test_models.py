@@ -251,6 +251,17 @@ def test_docs_state_the_bundled_model_training_budget_its_card_records():
     assert f"{training['training_photos_max_size_px']} px" in row
 
 
+def test_bundled_model_is_segmented_at_the_size_its_card_and_docs_state():
+    from nnunet_tongue.conversion import segment_max_size
+
+    model = PackedModel.open(BUNDLED_ROOT / DEFAULT_MODEL)
+    size = model.card["input_scale"]["segment_max_size_px"]
+    assert segment_max_size(model.dataset_json) == size  # what segment and the app feed it at by default
+    page = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| input scale |"))
+    assert f"downscaled to {size} px" in row
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("source", ["biohit", "ntust"])
 def test_segment_without_a_model_uses_the_bundled_one_on_real_photos(shared_data, source, tmp_path, capsys):
