@@ -386,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{DEFAULT_TILE_STEP_SIZE}); larger is faster")
     run.add_argument("--max-size", type=int, default=None, metavar="PIXELS",
                      help="downscale photos so their longest side is at most PIXELS before inference (masks are "
-                          "still written at the photo's size). Default: the size the training photos were "
-                          "downscaled to at conversion, from the model's dataset.json (none if they were not); "
-                          "0 = never downscale")
+                          "still written at the photo's size). Default: the model's, from its dataset.json: the size "
+                          "recorded to feed it at (the bundled model: 256; a blurred photo then gets the training "
+                          "size), else the size the training photos were downscaled to at conversion (none if "
+                          "they were not); 0 = never downscale")
     run.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=DEFAULT_RESCALE,
                      help="when the tongue found is much larger or smaller than the training tongues (outside the "
                           "5th-95th percentile of their extent, recorded by convert in the model's dataset.json), "
