@@ -28,12 +28,13 @@ from biohit_benchmark import BIOHIT as DATA, REPO, RESULTS
 from camera_shift import SHIFTS
 from cross_dataset import SOURCES
 
-from nnunet_tongue.inference.quality import SHARPNESS, SHARPNESS_MID, sharpness
+from nnunet_tongue.inference.quality import SHARPNESS, SHARPNESS_MID, is_blurred, sharpness
 
 COMBINED = {"blurred_very_dark": ("blurred", "very_dark"), "blurred_noisy": ("blurred", "noisy"),
             "very_blurred_noisy": ("very_blurred", "noisy"), "very_dark_noisy": ("very_dark", "noisy")}
 MEASURES = REPO / "benchmarks" / "runs" / "sharpness_flag" / "measures.json"
-PREVIOUS_RULE = "fine sharpness < 5, the noise's share left in (until 2026-12-04)"
+PREVIOUS_THRESHOLD = 5.0
+PREVIOUS_RULE = f"fine sharpness < {PREVIOUS_THRESHOLD:g}, the noise's share left in (until 2026-12-04)"
 
 
 def previous_sharpness(grey: Image.Image) -> float:
@@ -47,7 +48,7 @@ def previous_sharpness(grey: Image.Image) -> float:
     return float(ndimage.gaussian_laplace(pixels, 1.0).var()) / coarse if coarse > 1e-6 else 0.0
 
 
-def is_blurred(shift: str) -> bool:
+def out_of_focus(shift: str) -> bool:
     """Whether a shift takes the photo out of focus (the photos the flag is for)."""
     return "blurred" in shift
 
@@ -84,8 +85,8 @@ def summary(values: dict) -> dict:
     return {"n": len(fine), "fine_min": round(float(fine.min()), 2), "fine_max": round(float(fine.max()), 2),
             "mid_min": round(float(mid.min()), 2), "mid_max": round(float(mid.max()), 2),
             "noise_sigma_median": round(float(np.median(noise)), 2),
-            "flagged": int(((fine < SHARPNESS) | (mid < SHARPNESS_MID)).sum()),
-            "flagged_by_previous_rule": int((previous < 5).sum())}
+            "flagged": int(sum(is_blurred(f, m) for f, m in zip(fine, mid))),
+            "flagged_by_previous_rule": int((previous < PREVIOUS_THRESHOLD).sum())}
 
 
 def main() -> int:
@@ -113,7 +114,7 @@ def main() -> int:
     for source, parts in results["sources"].items():
         for shift in parts["train"]:
             tr, te = parts["train"][shift], parts["test"][shift]
-            print(f"| {source} | {shift} | {'yes' if is_blurred(shift) else 'no'} | {tr['n']} / {te['n']} "
+            print(f"| {source} | {shift} | {'yes' if out_of_focus(shift) else 'no'} | {tr['n']} / {te['n']} "
                   f"| {tr['fine_min']}–{tr['fine_max']} / {te['fine_min']}–{te['fine_max']} "
                   f"| {tr['mid_min']}–{tr['mid_max']} / {te['mid_min']}–{te['mid_max']} "
                   f"| {tr['flagged']} / {te['flagged']} "
