@@ -222,21 +222,23 @@ def candidate(args: argparse.Namespace) -> int:
     options = ("" if args.max_size == MAX_SIZE else f" --max-size {args.max_size}") + (
         f" --lr {args.lr:g}" if args.lr else "") + (" --from-bundled" if args.from_bundled else "") + (
         f" --repeat {args.repeat}" if args.repeat > 1 else "")
-    name = training["trainer"] + ("" if args.max_size == MAX_SIZE else f"_{args.max_size}px") + (
-        f"_from_{DEFAULT_MODEL}" if args.from_bundled else "") + (f"_repeat{args.repeat}" if args.repeat > 1 else "")
+    name, fed_at = candidate_name(args, training["trainer"])
     packed = workdir / "candidates" / name
     if not (packed / "card.json").exists():
         extent = record_tongue_extent(model, workdir / "raw" / dataset_name("both"))
+        if fed_at:
+            record_segment_size(model)
         staging = packed.with_name(packed.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         pack(model, staging, folds=["all"], dtype="float16", trainer=args.trainer,
              card=dict(CARD, name=name, training=training,
-                       input_scale={"photos_downscaled_to_px": args.max_size, "training_tongue_extent_px": extent}))
+                       input_scale={"photos_downscaled_to_px": args.max_size, "training_tongue_extent_px": extent,
+                                    **({"segment_max_size_px": fed_at} if fed_at else {})}))
         staging.rename(packed)
     command = f"python benchmarks/bundled_model.py --trainer {args.trainer} --epochs {args.epochs}" + (
         "" if args.iterations == ITERATIONS else f" --iterations {args.iterations}")
     results: dict = {"trainer": training["trainer"], "date": date.today().isoformat(), "training": training,
-                     "command": command + options,
+                     "command": command + options, "segment_max_size_px": fed_at or args.max_size,
                      "test": {}, "close_up": {}, "resolution_ceiling": {}, "vs_bundled": {}}
     for source in SOURCES:
         truth, photos = workdir / "fullres" / dataset_name(source) / "labelsTs", workdir / f"test_photos_{source}"
@@ -254,6 +256,18 @@ def candidate(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {out}")
     return 0
+
+
+def candidate_name(args: argparse.Namespace, trainer: str) -> tuple[str, int | None]:
+    """A candidate's name (its packed folder, score folders and results file) and the size ``segment`` feeds it at
+    when not its training size. Trained at the bundled model's size, a candidate is fed as the bundled model is
+    (:data:`SEGMENT_MAX_SIZE`), so that the two compare like for like; the size is in the name, so that no
+    candidate is scored from masks made at another size."""
+    fed_at = SEGMENT_MAX_SIZE if args.max_size == MAX_SIZE else None
+    name = trainer + ("" if args.max_size == MAX_SIZE else f"_{args.max_size}px") + (
+        f"_from_{DEFAULT_MODEL}" if args.from_bundled else "") + (
+        f"_repeat{args.repeat}" if args.repeat > 1 else "") + (f"_at{fed_at}px" if fed_at else "")
+    return name, fed_at
 
 
 def is_candidate(args: argparse.Namespace) -> bool:

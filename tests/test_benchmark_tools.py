@@ -165,6 +165,17 @@ def test_only_the_bundled_recipe_and_budget_replace_the_bundled_model(monkeypatc
     assert bundled_model.is_candidate(parse(["--repeat", "2"]))
 
 
+def test_a_candidate_trained_at_the_bundled_size_is_fed_as_the_bundled_model_is(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bundled_model = load("bundled_model")
+    parse = bundled_model.parser().parse_args
+    name, fed_at = bundled_model.candidate_name(parse(["--repeat", "2"]), "T_25epochs")
+    assert fed_at == bundled_model.SEGMENT_MAX_SIZE != bundled_model.MAX_SIZE
+    assert name == f"T_25epochs_repeat2_at{fed_at}px"  # never scored from masks made at the training size
+    name, fed_at = bundled_model.candidate_name(parse(["--max-size", "256", "--from-bundled"]), "T_16epochs")
+    assert fed_at is None and name == f"T_16epochs_256px_from_{bundled_model.DEFAULT_MODEL}"
+
+
 def test_the_two_source_dataset_reaches_the_gpu_machine_with_the_same_pixels(tmp_path, monkeypatch):
     from PIL import Image
 
