@@ -148,10 +148,11 @@ def tier_workdir(tier: str) -> str:
     return next(t for t, cfg in TIERS.items() if cfg["max_size"] == TIERS[tier]["max_size"])
 
 
-def sheet_name(tier: str, trainer: str, train_on: str, source: str) -> str:
-    """The docs name of a cell's worst-case sheet: tiers other than ``cpu`` are prefixed, so that no tier's
-    sheets replace another's."""
-    return ("" if tier == "cpu" else f"{tier}_") + f"{trainer}_{train_on}_on_{source}"
+def sheet_name(tier: str, trainer: str, train_on: str, source: str, repeat: int = 1) -> str:
+    """The docs name of a cell's worst-case sheet: tiers other than ``cpu`` are prefixed and an N-th training is
+    suffixed ``_repeatN``, so that no tier's or training's sheets replace another's."""
+    return (("" if tier == "cpu" else f"{tier}_") + f"{trainer}_{train_on}_on_{source}"
+            + (f"_repeat{repeat}" if repeat > 1 else ""))
 
 
 def cell(workdir: Path, tier: str, trainer: str, train_on: str, repeat: int = 1) -> dict:
@@ -199,9 +200,9 @@ def cell(workdir: Path, tier: str, trainer: str, train_on: str, repeat: int = 1)
             scored = {"metrics": summary["metrics"], "worst_cases": summary["worst_cases"][:5],
                       "n_cases": summary["n_cases"], "n_rescaled": sum(f != 1.0 for f in rescaled)}
             sheet = report / "worst_cases.png"
-            if sheet.exists() and variant == "rescaled" and source != train_on and repeat == 1:  # the page's sheets
+            if sheet.exists() and variant == "rescaled" and source != train_on:  # the page's sheets
                 scored["worst_cases_png"] = (
-                    f"img/cross_dataset/{docs_sheet(sheet, sheet_name(tier, trainer, train_on, source))}")
+                    f"img/cross_dataset/{docs_sheet(sheet, sheet_name(tier, trainer, train_on, source, repeat))}")
             result.setdefault("test" if variant == "rescaled" else f"test_{variant}", {})[source] = scored
     return result
 

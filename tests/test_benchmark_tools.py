@@ -66,6 +66,15 @@ def test_cross_dataset_tiers_keep_their_worst_case_sheets_apart(monkeypatch):
     assert names["cpu"] == "nnUNetTrainerAdamW_biohit_on_ntust"  # the names docs/cross_dataset.md links
 
 
+def test_cross_dataset_trainings_of_one_cell_keep_their_worst_case_sheets_apart(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    sheet_name = load("cross_dataset").sheet_name
+    names = [sheet_name("cpu_long", "nnUNetTrainerUNet320CoatingAug", "biohit", "ntust", repeat)
+             for repeat in (1, 2, 3)]
+    assert len(set(names)) == 3
+    assert names[0] == "cpu_long_nnUNetTrainerUNet320CoatingAug_biohit_on_ntust"  # the first training's, as linked
+
+
 def test_cross_dataset_tiers_at_one_resolution_share_their_prepared_data(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     tier_workdir = load("cross_dataset").tier_workdir
