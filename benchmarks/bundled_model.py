@@ -1,9 +1,9 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: about 5.4 h on 2 CPU cores
-        # (extrapolated; resumes where it stopped when run again), or 5 min on a lent GPU: STEPS=bundled in
-        # benchmarks/device_run.sh trains it there, benchmarks/device_bundled.py brings it home, this packs and
-        # scores it
+    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: 4.5-4.9 h of epochs on 2 CPU
+        # cores (645-699 s per epoch, 2026-12-04; resumes where it stopped when run again), or 5 min on a lent
+        # GPU: STEPS=bundled in benchmarks/device_run.sh trains it there, benchmarks/device_bundled.py brings it
+        # home, this packs and scores it
     python benchmarks/bundled_model.py --score-only
     python benchmarks/bundled_model.py --epochs 40 --iterations 250   # a candidate: another budget (any budget
         # other than the bundled model's 25 x 250 is one), e.g. trained on a lent GPU (benchmarks/device_bundled.py)
