@@ -304,7 +304,7 @@ def markdown(results: dict) -> str:
             for source in SOURCES:
                 if source != c["train_on"] and c["test"][source].get("worst_cases_png"):
                     worst = ", ".join(f"{w['case']} ({100 * w['dice']:.1f})" for w in c["test"][source]["worst_cases"])
-                    lines += [f"Worst {source} test cases of the model trained on {c['train_on']} (Dice): {worst}", "",
+                    lines += [f"Worst {source} test cases of the model trained on {_row_label(c)} (Dice): {worst}", "",
                               f"![worst cases]({c['test'][source]['worst_cases_png']})", ""]
     findings = RESULTS / f"cross_dataset_{results['tier']}_findings.md"
     if findings.exists():
