@@ -253,12 +253,16 @@ def test_unet320_trains_nnunets_network_at_most_320_wide_with_the_plug_in_optimi
     assert isinstance(trainer.optimizer, GuardedAdamW) and isinstance(trainer.lr_scheduler, WarmupPolyLRScheduler)
 
 
+def wrapped_training_transforms(trainer) -> list:
+    """The trainer's training transforms, as composed (random ones in their RandomTransform)."""
+    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    return trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
+                                           mirror_axes, dummy_2d).transforms
+
+
 def training_transforms(trainer) -> list:
     """The trainer's training transforms, each unwrapped from its RandomTransform."""
-    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-    composed = trainer.get_training_transforms(trainer.configuration_manager.patch_size, rotation, None,
-                                               mirror_axes, dummy_2d)
-    return [getattr(t, "transform", t) for t in composed.transforms]
+    return [getattr(t, "transform", t) for t in wrapped_training_transforms(trainer)]
 
 
 @pytest.mark.parametrize("name", ["nnUNetTrainerTUNetCoatingAug", "nnUNetTrainerAdamWCoatingAug",
@@ -284,6 +288,17 @@ def test_dark_coating_variant_also_paints_coating_darker_than_the_tongue(constru
                     if isinstance(t, CoatingTransform))
 
     assert min(lifts("nnUNetTrainerAdamWCoatingAug")) >= 0 > min(lifts("nnUNetTrainerAdamWDarkCoatingAug"))
+
+
+def test_frequent_coating_variant_paints_coating_on_twice_the_samples(constructed):
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    def coating_probability(name):
+        return next(t.apply_probability for t in wrapped_training_transforms(constructed(getattr(trainers, name)))
+                    if isinstance(getattr(t, "transform", None), CoatingTransform))
+
+    assert coating_probability("nnUNetTrainerUNet320FrequentCoatingAug") == 0.8
+    assert coating_probability("nnUNetTrainerUNet320CoatingAug") == 0.4
 
 
 def test_context_augmentation_zooms_out_onto_a_canvas_before_the_coating_is_painted(constructed):

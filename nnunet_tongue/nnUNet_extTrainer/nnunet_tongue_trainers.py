@@ -23,4 +23,5 @@ from nnunet_tongue.training.trainers import (  # noqa: F401
     nnUNetTrainerUNet320,
     nnUNetTrainerUNet320CoatingAug,
     nnUNetTrainerUNet320CoatingAugBalanced,
+    nnUNetTrainerUNet320FrequentCoatingAug,
 )

@@ -253,6 +253,12 @@ class nnUNetTrainerUNet320CoatingAug(CoatingAugmentation, nnUNetTrainerUNet320):
     """The bundled model's recipe: :class:`nnUNetTrainerUNet320` trained with :class:`CoatingAugmentation`."""
 
 
+class nnUNetTrainerUNet320FrequentCoatingAug(nnUNetTrainerUNet320CoatingAug):
+    """:class:`nnUNetTrainerUNet320CoatingAug` with synthetic coating on 80 % of the samples instead of 40 %."""
+
+    p_coating = 0.8
+
+
 class nnUNetTrainerUNet320CoatingAugBalanced(SourceBalancedSampling, nnUNetTrainerUNet320CoatingAug):
     """:class:`nnUNetTrainerUNet320CoatingAug` with :class:`SourceBalancedSampling`: each source of a multi-source
     dataset (cases named ``<source>_<case>``) is drawn about equally often."""
