@@ -37,7 +37,15 @@ def test_stock_trainer_lookup_returns_the_package_classes():
             "from nnunet_tongue.training.trainers import PRODUCT_TRAINERS as P; "
             "print(','.join(find(c.__name__).__module__ for c in P))")
     found = python(code).split(",")
-    assert len(found) == 20 and set(found) == {"nnunet_tongue.training.trainers"}
+    assert set(found) == {"nnunet_tongue.training.trainers"}
+
+
+def test_every_trainer_the_package_defines_is_found_by_stock_nnunet():
+    from nnunet_tongue.training import trainers
+
+    defined = {name for name, obj in vars(trainers).items() if name.startswith("nnUNetTrainer")
+               and isinstance(obj, type) and obj.__module__ == trainers.__name__}
+    assert defined == {cls.__name__ for cls in trainers.PRODUCT_TRAINERS}
 
 
 def test_budget_trainers_are_not_on_the_production_search_path():

@@ -282,5 +282,6 @@ PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrai
                     nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast,
                     nnUNetTrainerTUNetNoTransformer, nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug,
                     nnUNetTrainerTUNetCoatingAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320,
-                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerUNet320CoatingAugBalanced, nnUNetTrainerResUNetSGD,
+                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerUNet320CoatingAugBalanced,
+                    nnUNetTrainerUNet320FrequentCoatingAug, nnUNetTrainerResUNetSGD,
                     nnUNetTrainerFabiansUNetSGD)
