@@ -40,12 +40,18 @@ def test_stock_trainer_lookup_returns_the_package_classes():
     assert set(found) == {"nnunet_tongue.training.trainers"}
 
 
-def test_every_trainer_the_package_defines_is_found_by_stock_nnunet():
+def test_the_trainer_folder_exports_every_trainer_the_package_defines_and_nothing_else():
+    import importlib.util
+
     from nnunet_tongue.training import trainers
 
     defined = {name for name, obj in vars(trainers).items() if name.startswith("nnUNetTrainer")
                and isinstance(obj, type) and obj.__module__ == trainers.__name__}
-    assert defined == {cls.__name__ for cls in trainers.PRODUCT_TRAINERS}
+    spec = importlib.util.spec_from_file_location("folder_module", Path(TRAINER_FOLDER) / "nnunet_tongue_trainers.py")
+    folder_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(folder_module)
+    exported = {name for name in vars(folder_module) if name.startswith("nnUNetTrainer")}
+    assert defined == exported == {cls.__name__ for cls in trainers.PRODUCT_TRAINERS}
 
 
 def test_budget_trainers_are_not_on_the_production_search_path():

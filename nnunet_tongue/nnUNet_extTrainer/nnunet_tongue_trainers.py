@@ -2,26 +2,4 @@
 # this folder as a top-level module and removes it from sys.modules afterwards, so classes are only
 # re-exported here: they live in the installed package, which keeps them picklable.
 # Do not define classes in this folder; see docs/registration.md.
-from nnunet_tongue.training.trainers import (  # noqa: F401
-    nnUNetTrainerAdamW,
-    nnUNetTrainerAdamWCoatingAug,
-    nnUNetTrainerAdamWContextAug,
-    nnUNetTrainerAdamWDarkCoatingAug,
-    nnUNetTrainerFabiansUNet,
-    nnUNetTrainerFabiansUNetSGD,
-    nnUNetTrainerResUNet,
-    nnUNetTrainerResUNetSGD,
-    nnUNetTrainerTUNet,
-    nnUNetTrainerTUNetCoatingAug,
-    nnUNetTrainerTUNetFast,
-    nnUNetTrainerTUNetFastPhotoAug,
-    nnUNetTrainerTUNetLean,
-    nnUNetTrainerTUNetNoTransformer,
-    nnUNetTrainerTUNetPhotoAug,
-    nnUNetTrainerTUNetToken8,
-    nnUNetTrainerTUNetUpright,
-    nnUNetTrainerUNet320,
-    nnUNetTrainerUNet320CoatingAug,
-    nnUNetTrainerUNet320CoatingAugBalanced,
-    nnUNetTrainerUNet320FrequentCoatingAug,
-)
+from nnunet_tongue.training.trainers import *  # noqa: F401,F403  (its __all__: PRODUCT_TRAINERS)

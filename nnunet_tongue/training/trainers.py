@@ -15,7 +15,8 @@ Documented variants, each changing one thing: :class:`nnUNetTrainerTUNetToken8`,
 darker than the tongue, or with zoom-outs onto a made-up surrounding),
 :class:`nnUNetTrainerUNet320` (that network capped at 320 features per stage), :class:`nnUNetTrainerUNet320CoatingAug`
 (with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerUNet320CoatingAugBalanced`
-(that, with every source of a multi-source dataset drawn equally often), :class:`nnUNetTrainerTUNetFastPhotoAug` (the
+(that, with every source of a multi-source dataset drawn equally often), :class:`nnUNetTrainerUNet320FrequentCoatingAug`
+(with coating on twice as many samples), :class:`nnUNetTrainerTUNetFastPhotoAug` (the
 recipe of the first bundled model),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
@@ -276,12 +277,8 @@ class nnUNetTrainerFabiansUNetSGD(PlugInNetworkTrainer):
     network_name = "FabiansUNet"
 
 
-#: the trainers nnU-Net's search finds after ``pip install`` (re-exported by the start-up trainer folder)
-PRODUCT_TRAINERS = (nnUNetTrainerAdamW, nnUNetTrainerAdamWCoatingAug, nnUNetTrainerAdamWDarkCoatingAug,
-                    nnUNetTrainerAdamWContextAug, nnUNetTrainerTUNet, nnUNetTrainerResUNet,
-                    nnUNetTrainerFabiansUNet, nnUNetTrainerTUNetToken8, nnUNetTrainerTUNetLean, nnUNetTrainerTUNetFast,
-                    nnUNetTrainerTUNetNoTransformer, nnUNetTrainerTUNetUpright, nnUNetTrainerTUNetPhotoAug,
-                    nnUNetTrainerTUNetCoatingAug, nnUNetTrainerTUNetFastPhotoAug, nnUNetTrainerUNet320,
-                    nnUNetTrainerUNet320CoatingAug, nnUNetTrainerUNet320CoatingAugBalanced,
-                    nnUNetTrainerUNet320FrequentCoatingAug, nnUNetTrainerResUNetSGD,
-                    nnUNetTrainerFabiansUNetSGD)
+#: the trainers nnU-Net's search finds after ``pip install``: every ``nnUNetTrainer*`` class this module defines,
+#: in the order defined (the start-up trainer folder re-exports them through ``__all__``)
+PRODUCT_TRAINERS = tuple(obj for name, obj in list(globals().items()) if name.startswith("nnUNetTrainer")
+                         and isinstance(obj, type) and obj.__module__ == __name__)
+__all__ = [cls.__name__ for cls in PRODUCT_TRAINERS]
