@@ -301,6 +301,19 @@ def test_frequent_coating_variant_paints_coating_on_twice_the_samples(constructe
     assert coating_probability("nnUNetTrainerUNet320CoatingAug") == 0.4
 
 
+def test_textured_coating_variant_gives_the_coating_grain_and_cracks_and_the_recipe_does_not(constructed):
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    def texture(name):
+        coating = next(t for t in training_transforms(constructed(getattr(trainers, name)))
+                       if isinstance(t, CoatingTransform))
+        return coating.papillae, coating.fissures
+
+    papillae, fissures = texture("nnUNetTrainerUNet320TexturedCoatingAug")
+    assert min(papillae) > 0 and max(fissures) > 0
+    assert texture("nnUNetTrainerUNet320CoatingAug") == (0.0, 0.0)
+
+
 def test_context_augmentation_zooms_out_onto_a_canvas_before_the_coating_is_painted(constructed):
     from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 
@@ -350,6 +363,28 @@ def test_dark_coating_is_darker_than_the_tongue_it_covers():
     coated = CoatingTransform(lift=-1.0, yellow=0.0, opacity=1.0, sparsity=0.0)(image=image.clone(),
                                                                                 segmentation=segmentation)
     assert (coated["image"] - image)[:, 22:35, 30:50].mean() < -0.5
+
+
+def test_coating_cracks_are_thin_dark_lines_inside_the_tongue_and_papillae_make_it_grainy():
+    from nnunet_tongue.training.augmentation import CoatingTransform
+
+    torch.manual_seed(0)
+    image, segmentation = tongue_sample()
+    image = torch.zeros_like(image)  # a flat photo: any grain or line is the coating's own
+    plain, grainy, cracked = (CoatingTransform(lift=1.0, yellow=0.0, opacity=1.0, sparsity=0.0, texture=0.0,
+                                               papillae=papillae, fissures=fissures)
+                              for papillae, fissures in ((0.0, 0.0), (0.5, 0.0), (0.0, 2.0)))
+    back = (slice(None), slice(22, 40), slice(20, 60))
+
+    def painted(transform, seed=0):  # the same seed: the same coating patch, with and without texture
+        torch.manual_seed(seed)
+        return transform(image=image.clone(), segmentation=segmentation.clone())["image"]
+
+    pixel_to_pixel = [painted(t)[back].diff(dim=-1).abs().mean() for t in (plain, grainy)]
+    assert pixel_to_pixel[1] > 0.3 > pixel_to_pixel[0]  # grain: neighbouring pixels differ
+    darkened = torch.stack([painted(plain, seed) - painted(cracked, seed) for seed in range(10)])[:, 0]
+    assert darkened[:, segmentation[0] == 0].abs().max() == 0  # nothing outside the tongue
+    assert 0.02 < (darkened[(slice(None), *back[1:])] > 0.5).float().mean() < 0.4  # thin lines, not a patch
 
 
 def test_context_canvas_shrinks_the_photo_and_its_mask_into_a_surrounding_labelled_background():

@@ -9,6 +9,7 @@
 - :class:`CoatingAugmentation`: :class:`PhotoAugmentation` plus synthetic tongue coating (a pale, white to
   yellow, textured patch painted over the middle and back of the labelled tongue), for training sets whose
   tongues are mostly uncoated: a model that learnt "pink = tongue" leaves the coating out.
+- :class:`TexturedCoatingAugmentation`: the same coating with real coating's grain and cracks.
 - :class:`DarkCoatingAugmentation`: the same coating, which may also be darker than the tongue (brown, shadowed).
 - :class:`ContextAugmentation`: :class:`CoatingAugmentation` plus zoom-outs onto a made-up surrounding (skin,
   clothes), for training sets of close-ups that never show the face, chin or a towel below it.
@@ -116,13 +117,17 @@ class CoatingTransform(ImageOnlyTransform):
     ``yellow``; slightly negative: grey-blue). The patch is a smooth random field weighted towards the back of the
     tongue (the top of an upright photo), where coating lies, fading out towards the tongue's edge, over most of
     the tongue (``sparsity`` 0) down to a small patch at the back (0.8); blended with opacity ``opacity``.
-    The mask is unchanged: coated tongue is tongue.
+    The mask is unchanged: coated tongue is tongue. Real coating's own texture is off by default: ``papillae``
+    (standard deviations of per-pixel speckle, the grain of filiform papillae) and ``fissures`` (how many standard
+    deviations thin, winding cracks are darker than the coating, one of them often along the midline).
     """
 
     def __init__(self, lift: RandomScalar = (0.0, 1.5), yellow: RandomScalar = (-0.1, 0.6),
-                 opacity: RandomScalar = (0.5, 1.0), sparsity: RandomScalar = (0.0, 0.8), texture: float = 0.15):
+                 opacity: RandomScalar = (0.5, 1.0), sparsity: RandomScalar = (0.0, 0.8), texture: float = 0.15,
+                 papillae: RandomScalar = 0.0, fissures: RandomScalar = 0.0):
         super().__init__()
         self.lift, self.yellow, self.opacity, self.sparsity, self.texture = lift, yellow, opacity, sparsity, texture
+        self.papillae, self.fissures = papillae, fissures
 
     def get_parameters(self, **data_dict) -> dict:
         image, segmentation = data_dict["image"], data_dict.get("segmentation")
@@ -130,7 +135,8 @@ class CoatingTransform(ImageOnlyTransform):
             return {"patch": None}
         sparsity = sample_scalar(self.sparsity, image)
         return {"patch": coating_patch(segmentation[0] > 0, sparsity), "lift": sample_scalar(self.lift, image),
-                "yellow": sample_scalar(self.yellow, image), "opacity": sample_scalar(self.opacity, image)}
+                "yellow": sample_scalar(self.yellow, image), "opacity": sample_scalar(self.opacity, image),
+                "papillae": sample_scalar(self.papillae, image), "fissures": sample_scalar(self.fissures, image)}
 
     def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
         patch = params["patch"]
@@ -139,6 +145,10 @@ class CoatingTransform(ImageOnlyTransform):
         grey = img.mean(0, keepdim=True) + params["lift"]
         tint = params["yellow"] * torch.tensor([0.5, 0.5, -1.0]).view(3, 1, 1)
         coat = grey + tint + self.texture * smooth_noise(img.shape[1:], cells=img.shape[-1] // 4)
+        if params["papillae"]:
+            coat = coat + params["papillae"] * torch.randn(img.shape[1:])
+        if params["fissures"]:
+            coat = coat - params["fissures"] * crack_lines(patch > 0)
         weight = (params["opacity"] * patch).to(img)
         return img * (1 - weight) + coat.to(img) * weight
 
@@ -147,6 +157,20 @@ def smooth_noise(shape: tuple[int, int], cells: int) -> torch.Tensor:
     """Zero-mean, unit-variance-ish noise varying over about ``shape / cells`` pixels (bilinear upsampling)."""
     coarse = torch.randn(1, 1, max(2, shape[0] * cells // shape[1]), max(2, cells))
     return F.interpolate(coarse, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0]
+
+
+def crack_lines(tongue: torch.Tensor, width: float = 0.06) -> torch.Tensor:
+    """Thin winding lines (0..1, about 1-3 px wide) inside the boolean ``tongue`` mask (H, W): where a smooth
+    random field crosses zero, and, half of the time, a crack wandering along the tongue's middle column."""
+    field = smooth_noise(tongue.shape, cells=int(torch.randint(4, 10, ())))
+    lines = torch.exp(-(field / width) ** 2)
+    columns = torch.nonzero(tongue.any(0)).flatten()
+    if len(columns) and torch.rand(()) < 0.5:
+        left, right = int(columns[0]), int(columns[-1]) + 1
+        x = torch.arange(tongue.shape[1], dtype=torch.float32).view(1, -1)
+        across = (x - (left + right) / 2) / max(right - left, 1) * 8 + 0.5 * smooth_noise(tongue.shape, cells=3)
+        lines = torch.maximum(lines, torch.exp(-(across / (2 * width)) ** 2))
+    return lines * tongue
 
 
 def coating_patch(tongue: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -171,13 +195,25 @@ class CoatingAugmentation(PhotoAugmentation):
     p_coating = 0.4
     coating_lift: RandomScalar = (0.0, 1.5)
     coating_yellow: RandomScalar = (-0.1, 0.6)
+    coating_papillae: RandomScalar = 0.0
+    coating_fissures: RandomScalar = 0.0
 
     def get_training_transforms(self, *args, **kwargs):
         composed = super().get_training_transforms(*args, **kwargs)
         transforms = composed.transforms
-        coating = CoatingTransform(lift=self.coating_lift, yellow=self.coating_yellow)
+        coating = CoatingTransform(lift=self.coating_lift, yellow=self.coating_yellow,
+                                   papillae=self.coating_papillae, fissures=self.coating_fissures)
         transforms.insert(_after_spatial(transforms), RandomTransform(coating, apply_probability=self.p_coating))
         return composed
+
+
+class TexturedCoatingAugmentation(CoatingAugmentation):
+    """:class:`CoatingAugmentation` whose coating has real coating's texture (:class:`CoatingTransform`'s
+    ``papillae`` and ``fissures``): grainy papillae and dark cracks, as on the coated tongues of clinical close-ups,
+    rather than a smooth pale patch only."""
+
+    coating_papillae: RandomScalar = (0.1, 0.5)
+    coating_fissures: RandomScalar = (0.0, 1.5)
 
 
 class DarkCoatingAugmentation(CoatingAugmentation):

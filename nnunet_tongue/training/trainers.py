@@ -16,7 +16,8 @@ darker than the tongue, or with zoom-outs onto a made-up surrounding),
 :class:`nnUNetTrainerUNet320` (that network capped at 320 features per stage), :class:`nnUNetTrainerUNet320CoatingAug`
 (with the coating augmentation: the bundled model's recipe), :class:`nnUNetTrainerUNet320CoatingAugBalanced`
 (that, with every source of a multi-source dataset drawn equally often), :class:`nnUNetTrainerUNet320FrequentCoatingAug`
-(with coating on twice as many samples), :class:`nnUNetTrainerTUNetFastPhotoAug` (the
+(with coating on twice as many samples), :class:`nnUNetTrainerUNet320TexturedCoatingAug` (with coating that has
+real coating's grain and cracks), :class:`nnUNetTrainerTUNetFastPhotoAug` (the
 recipe of the first bundled model),
 :class:`nnUNetTrainerResUNetSGD`, :class:`nnUNetTrainerFabiansUNetSGD` (nnU-Net's own SGD schedule instead of
 AdamW + warmup). Short fixed budgets for tests and benchmarks: :mod:`nnunet_tongue.training.budget`.
@@ -46,6 +47,7 @@ from nnunet_tongue.training.augmentation import (
     ContextAugmentation,
     DarkCoatingAugmentation,
     PhotoAugmentation,
+    TexturedCoatingAugmentation,
     UprightPhotoAugmentation,
 )
 from nnunet_tongue.training.cpu_memory import OPT_OUT, reuse_freed_memory
@@ -258,6 +260,11 @@ class nnUNetTrainerUNet320FrequentCoatingAug(nnUNetTrainerUNet320CoatingAug):
     """:class:`nnUNetTrainerUNet320CoatingAug` with synthetic coating on 80 % of the samples instead of 40 %."""
 
     p_coating = 0.8
+
+
+class nnUNetTrainerUNet320TexturedCoatingAug(TexturedCoatingAugmentation, nnUNetTrainerUNet320):
+    """:class:`nnUNetTrainerUNet320CoatingAug` whose synthetic coating has real coating's grain and cracks
+    (:class:`~nnunet_tongue.training.augmentation.TexturedCoatingAugmentation`)."""
 
 
 class nnUNetTrainerUNet320CoatingAugBalanced(SourceBalancedSampling, nnUNetTrainerUNet320CoatingAug):
