@@ -42,7 +42,8 @@ def compare(masks: Path, truth: Path) -> dict:
         hulled.append(100 * dice(hull(predicted), expected))
     before, after = np.array(as_written), np.array(hulled)
     diff = after - before
-    return {"n": len(diff), "dice_mean": round(float(before.mean()), 2), "hull_dice_mean": round(float(after.mean()), 2),
+    return {"n": len(diff), "dice_mean": round(float(before.mean()), 2),
+            "hull_dice_mean": round(float(after.mean()), 2),
             "difference": round(float(diff.mean()), 2),
             "standard_error": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 2),
             "photos_higher": int((diff > 0).sum()), "photos_lower": int((diff < 0).sum()),
