@@ -254,3 +254,20 @@ def test_bringing_a_gpu_trained_model_home_never_overwrites_one_there(tmp_path, 
     with pytest.raises(SystemExit, match="exists"):
         device_bundled.bring_home(out, tmp_path / "home")
     assert (home / "fold_all" / "mine.txt").read_text() == "kept"
+
+
+def test_convex_hull_benchmark_scores_a_mask_with_a_bite_out_of_it_higher_after_the_hull(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    compare = load("convex_hull").compare
+    rows, cols = np.mgrid[:80, :80]
+    tongue = (rows - 40) ** 2 + (cols - 40) ** 2 < 30 ** 2
+    bitten = tongue & ~((rows < 40) & (abs(cols - 40) < 12))  # the coated back left out: a bite from the top
+    for folder, mask in (("pred", bitten), ("truth", tongue)):
+        (tmp_path / folder).mkdir()
+        for case in ("a", "b"):
+            Image.fromarray(mask.astype(np.uint8)).save(tmp_path / folder / f"{case}.png")
+    scored = compare(tmp_path / "pred", tmp_path / "truth")
+    assert scored["dice_mean"] < 90 < scored["hull_dice_mean"]
+    assert (scored["photos_higher"], scored["below_90"], scored["hull_below_90"]) == (2, 2, 0)
