@@ -392,11 +392,18 @@ def per_case(workdir: Path, tag: str) -> dict[str, dict[str, float]]:
 def paired_difference(workdir: Path, tag: str, reference: str) -> dict:
     """Per-photo Dice of ``tag`` minus that of ``reference`` on the same test photos (both scored by :func:`score`):
     mean and its standard error in Dice points (%), and how many photos each model scored higher on."""
-    ours, theirs = ({case: row["dice"] for case, row in per_case(workdir, name).items()} for name in (tag, reference))
+    ours, theirs = ({case: 100 * row["dice"] for case, row in per_case(workdir, name).items()}
+                    for name in (tag, reference))
     if ours.keys() != theirs.keys():
         raise SystemExit(f"evaluation_{tag} and evaluation_{reference} scored different photos")
-    diff = 100 * np.array([ours[case] - theirs[case] for case in sorted(ours)])
-    return {"reference": reference, "n": len(diff), "mean_dice_points": round(float(diff.mean()), 3),
+    return {"reference": reference, **paired(ours, theirs)}
+
+
+def paired(ours: dict[str, float], theirs: dict[str, float]) -> dict:
+    """Per-photo Dice (%) of ``ours`` minus ``theirs`` on the same photos: mean and its standard error in Dice
+    points, and how many photos each scored higher on."""
+    diff = np.array([ours[case] - theirs[case] for case in sorted(ours)])
+    return {"n": len(diff), "mean_dice_points": round(float(diff.mean()), 3),
             "standard_error": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 3),
             "photos_higher": int((diff > 0).sum()), "photos_lower": int((diff < 0).sum())}
 

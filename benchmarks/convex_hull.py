@@ -22,6 +22,7 @@ import numpy as np
 from skimage.morphology import convex_hull_image
 
 from biohit_benchmark import RESULTS, REPO
+from bundled_model import paired
 from cross_dataset import SOURCES, dataset_name
 
 from nnunet_tongue.evaluation.cases import read_mask
@@ -35,18 +36,14 @@ def hull(mask: np.ndarray) -> np.ndarray:
 
 def compare(masks: Path, truth: Path) -> dict:
     """Dice (%) of the masks in ``masks`` as written and as their convex hulls, against ``truth``, per photo."""
-    as_written, hulled = [], []
+    as_written, hulled = {}, {}
     for path in sorted(masks.glob("*.png")):
         predicted, expected = read_mask(path), read_mask(truth / path.name)
-        as_written.append(100 * dice(predicted, expected))
-        hulled.append(100 * dice(hull(predicted), expected))
-    before, after = np.array(as_written), np.array(hulled)
-    diff = after - before
-    return {"n": len(diff), "dice_mean": round(float(before.mean()), 2),
-            "hull_dice_mean": round(float(after.mean()), 2),
-            "difference": round(float(diff.mean()), 2),
-            "standard_error": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 2),
-            "photos_higher": int((diff > 0).sum()), "photos_lower": int((diff < 0).sum()),
+        as_written[path.stem] = 100 * dice(predicted, expected)
+        hulled[path.stem] = 100 * dice(hull(predicted), expected)
+    before, after = np.array(list(as_written.values())), np.array(list(hulled.values()))
+    return {"dice_mean": round(float(before.mean()), 2), "hull_dice_mean": round(float(after.mean()), 2),
+            "hull_vs_as_written": paired(hulled, as_written),
             "below_90": int((before < 90).sum()), "hull_below_90": int((after < 90).sum()),
             "worst": round(float(before.min()), 2), "hull_worst": round(float(after.min()), 2)}
 

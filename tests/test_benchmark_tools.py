@@ -270,4 +270,4 @@ def test_convex_hull_benchmark_scores_a_mask_with_a_bite_out_of_it_higher_after_
             Image.fromarray(mask.astype(np.uint8)).save(tmp_path / folder / f"{case}.png")
     scored = compare(tmp_path / "pred", tmp_path / "truth")
     assert scored["dice_mean"] < 90 < scored["hull_dice_mean"]
-    assert (scored["photos_higher"], scored["below_90"], scored["hull_below_90"]) == (2, 2, 0)
+    assert (scored["hull_vs_as_written"]["photos_higher"], scored["below_90"], scored["hull_below_90"]) == (2, 2, 0)
