@@ -271,3 +271,30 @@ def test_convex_hull_benchmark_scores_a_mask_with_a_bite_out_of_it_higher_after_
     scored = compare(tmp_path / "pred", tmp_path / "truth")
     assert scored["dice_mean"] < 90 < scored["hull_dice_mean"]
     assert (scored["hull_vs_as_written"]["photos_higher"], scored["below_90"], scored["hull_below_90"]) == (2, 2, 0)
+
+
+def _training(folder: Path, plans: dict) -> Path:
+    """A model folder as a finished cross-dataset training leaves it (checkpoint contents not needed)."""
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    for name in ("dataset.json", "dataset_fingerprint.json"):
+        (folder / name).write_text("{}")
+    return folder
+
+
+def test_an_ensemble_folder_holds_each_training_as_one_of_its_folds(tmp_path, monkeypatch):
+    from nnunet_tongue.inference.segmenter import detect_folds
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    trainings = [_training(tmp_path / f"results{i}" / "model", {"plans_name": "nnUNetPlans"}) for i in range(3)]
+    folder = load("ensemble").ensemble_folder(tmp_path / "ensemble", trainings)
+    assert detect_folds(folder) == [0, 1, 2]  # segment averages the logits of all three
+    assert [(folder / f"fold_{i}").resolve() for i in range(3)] == [t / "fold_0" for t in trainings]
+
+
+def test_trainings_with_different_plans_are_not_ensembled(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    trainings = [_training(tmp_path / name, {"plans_name": name}) for name in ("nnUNetPlans", "nnUNetPlansBundledNet")]
+    with pytest.raises(SystemExit, match="different plans"):
+        load("ensemble").ensemble_folder(tmp_path / "ensemble", trainings)
