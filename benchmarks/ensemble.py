@@ -24,7 +24,7 @@ import numpy as np
 
 from biohit_benchmark import RESULTS, REPO, nnunet_env
 from bundled_model import paired, per_case, score
-from cross_dataset import SOURCES, TIERS, cell_key, dataset_name, docs_sheet
+from cross_dataset import SOURCES, TIERS, dataset_name, docs_sheet
 
 from nnunet_tongue.training.budget import budget_trainer_name
 
@@ -37,11 +37,9 @@ def members(workdir: Path, trainer: str, train_on: str) -> list[tuple[int, Path]
     cfg = TIERS[TIER]
     budgeted = budget_trainer_name(trainer, cfg["epochs"], cfg["iterations"], cfg["val_iterations"],
                                    batch_size=cfg["batch_size"])
-    cells = json.loads((RESULTS / f"cross_dataset_{TIER}.json").read_text())["cells"]
+    cells = json.loads((RESULTS / f"cross_dataset_{TIER}.json").read_text())["cells"].values()
     found = []
-    for repeat in range(1, 100):
-        if cell_key(trainer, train_on, repeat) not in cells:
-            continue
+    for repeat in sorted(c.get("repeat", 1) for c in cells if (c["trainer"], c["train_on"]) == (trainer, train_on)):
         model = (workdir / ("results" + (f"_repeat{repeat}" if repeat > 1 else "")) / dataset_name(train_on)
                  / f"{budgeted}__nnUNetPlans__2d")
         if (model / "fold_0" / "checkpoint_final.pth").is_file():
@@ -89,7 +87,8 @@ def main() -> int:
                          f"{args.workdir}: an ensemble needs two or more (benchmarks/cross_dataset.py --tier "
                          f"{TIER} --trainers {args.trainer} --train-on {args.train_on} --repeat N)")
     repeats = [r for r, _ in found]
-    name = f"ensemble_{args.trainer}_{args.train_on}_x{len(found)}"
+    # the members are in the name, so that no other set of trainings is ever scored from these masks
+    name = f"ensemble_{args.trainer}_{args.train_on}_trainings_" + "_".join(map(str, repeats))
     folder = ensemble_folder(args.workdir / name / "model", [m for _, m in found])
     env = nnunet_env(args.workdir)
     result = {"date": date.today().isoformat(), "tier": TIER, "trainer": args.trainer, "train_on": args.train_on,
