@@ -1,7 +1,8 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: 4.5-4.9 h of epochs on 2 CPU
-        # cores (645-699 s per epoch, 2026-12-04; resumes where it stopped when run again), or 5 min on a lent
+    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: 4.5-7.3 h of epochs on 2 CPU
+        # cores (645-699 s per epoch on 2026-12-04; 1,030-1,049 s, the cores to itself, on 2026-12-05;
+        # resumes where it stopped when run again), or 5 min on a lent
         # GPU: STEPS=bundled in benchmarks/device_run.sh trains it there, benchmarks/device_bundled.py brings it
         # home, this packs and scores it
     python benchmarks/bundled_model.py --score-only
