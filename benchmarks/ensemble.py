@@ -9,7 +9,8 @@ nnU-Net averages the logits of the folds in a model folder. This script gives it
 ``nnunet-tongue segment`` (default settings) runs them as one model; ``nnunet-tongue evaluate`` scores it on both
 test sets at the photos' original size, as the cross-dataset benchmark scores each training, and each test photo's
 Dice is compared with every member's (paired difference, mean ± standard error). Writes
-``benchmarks/results/ensemble.json`` and the NTUST worst-case sheet under ``docs/img/cross_dataset/``.
+``benchmarks/results/ensemble.json`` and the worst-case sheet of the source the trainings never saw under
+``docs/img/cross_dataset/``.
 """
 
 from __future__ import annotations
