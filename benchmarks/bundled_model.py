@@ -390,11 +390,15 @@ def per_case(workdir: Path, tag: str) -> dict[str, dict[str, float]]:
         return {row.pop("case"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
 
 
+def dice_per_case(workdir: Path, tag: str) -> dict[str, float]:
+    """Dice (%) per photo of an evaluation written by :func:`score`."""
+    return {case: 100 * row["dice"] for case, row in per_case(workdir, tag).items()}
+
+
 def paired_difference(workdir: Path, tag: str, reference: str) -> dict:
     """Per-photo Dice of ``tag`` minus that of ``reference`` on the same test photos (both scored by :func:`score`):
     mean and its standard error in Dice points (%), and how many photos each model scored higher on."""
-    ours, theirs = ({case: 100 * row["dice"] for case, row in per_case(workdir, name).items()}
-                    for name in (tag, reference))
+    ours, theirs = dice_per_case(workdir, tag), dice_per_case(workdir, reference)
     if ours.keys() != theirs.keys():
         raise SystemExit(f"evaluation_{tag} and evaluation_{reference} scored different photos")
     return {"reference": reference, **paired(ours, theirs)}

@@ -155,6 +155,19 @@ def sheet_name(tier: str, trainer: str, train_on: str, source: str, repeat: int 
             + (f"_repeat{repeat}" if repeat > 1 else ""))
 
 
+def cell_model(workdir: Path, budgeted: str, train_on: str, repeat: int = 1) -> Path:
+    """The model folder of a cell's ``repeat``-th training (``budgeted``: the budget trainer's name)."""
+    results = workdir / ("results" + (f"_repeat{repeat}" if repeat > 1 else ""))
+    return results / dataset_name(train_on) / f"{budgeted}__nnUNetPlans__2d"
+
+
+def cell_tag(budgeted: str, train_on: str, repeat: int, source: str, variant: str = "rescaled") -> str:
+    """The name of a cell's masks and evaluation on one source's test photos (``segmented_<tag>``,
+    ``evaluation_<tag>``) for one way of running segment (:data:`SEGMENT_VARIANTS`)."""
+    suffix = f"_repeat{repeat}" if repeat > 1 else ""
+    return f"{dataset_name(train_on)}_{budgeted}{suffix}_{source}_{variant}"
+
+
 def cell(workdir: Path, tier: str, trainer: str, train_on: str, repeat: int = 1) -> dict:
     """Train ``trainer`` on ``train_on`` (unless done) and score it on every source's test set. ``repeat`` N > 1
     is an N-th identical training (nnU-Net seeds nothing: other initial weights and batches), in its own
@@ -166,9 +179,8 @@ def cell(workdir: Path, tier: str, trainer: str, train_on: str, repeat: int = 1)
                                    batch_size=cfg["batch_size"])
     dataset = dataset_name(train_on)
     suffix = f"_repeat{repeat}" if repeat > 1 else ""
-    results = workdir / f"results{suffix}"
-    env = nnunet_env(workdir, nnUNet_results=str(results))
-    model = results / dataset / f"{budgeted}__nnUNetPlans__2d"
+    model = cell_model(workdir, budgeted, train_on, repeat)
+    env = nnunet_env(workdir, nnUNet_results=str(model.parents[1]))  # its results[_repeatN] folder
     timing = workdir / f"train_{dataset}_{budgeted}{suffix}.json"
     if not timing.exists():  # --c: a stopped training resumes from its last epoch
         log = workdir / f"train_{dataset}_{budgeted}{suffix}.log"
@@ -184,7 +196,7 @@ def cell(workdir: Path, tier: str, trainer: str, train_on: str, repeat: int = 1)
     result["training_tongue_extent_px"] = record_tongue_extent(model, workdir / "raw" / dataset)
     for variant, options in SEGMENT_VARIANTS.items():
         for source in SOURCES:
-            tag = f"{dataset}_{budgeted}{suffix}_{source}_{variant}"
+            tag = cell_tag(budgeted, train_on, repeat, source, variant)
             seg, report = workdir / f"segmented_{tag}", workdir / f"evaluation_{tag}"
             photos = workdir / f"test_photos_{source}"
             gt = workdir / "fullres" / dataset_name(source) / "labelsTs"

@@ -24,28 +24,25 @@ from pathlib import Path
 import numpy as np
 
 from biohit_benchmark import RESULTS, REPO, nnunet_env
-from bundled_model import paired, per_case, score
-from cross_dataset import SOURCES, TIERS, dataset_name, docs_sheet
-
-from nnunet_tongue.training.budget import budget_trainer_name
+from bundled_model import dice_per_case, paired, score
+from cross_dataset import SOURCES, cell_model, cell_tag, dataset_name, docs_sheet
 
 TIER = "cpu_long"
 MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 
 
-def members(workdir: Path, trainer: str, train_on: str) -> list[tuple[int, Path]]:
-    """(repeat, model folder) of every finished training of ``trainer`` on ``train_on`` in the tier's results."""
-    cfg = TIERS[TIER]
-    budgeted = budget_trainer_name(trainer, cfg["epochs"], cfg["iterations"], cfg["val_iterations"],
-                                   batch_size=cfg["batch_size"])
+def members(workdir: Path, trainer: str, train_on: str) -> list[dict]:
+    """The tier's cells (results-file entries) of every training of ``trainer`` on ``train_on`` whose model is
+    still in ``workdir``, by repeat."""
     cells = json.loads((RESULTS / f"cross_dataset_{TIER}.json").read_text())["cells"].values()
-    found = []
-    for repeat in sorted(c.get("repeat", 1) for c in cells if (c["trainer"], c["train_on"]) == (trainer, train_on)):
-        model = (workdir / ("results" + (f"_repeat{repeat}" if repeat > 1 else "")) / dataset_name(train_on)
-                 / f"{budgeted}__nnUNetPlans__2d")
-        if (model / "fold_0" / "checkpoint_final.pth").is_file():
-            found.append((repeat, model))
-    return found
+    mine = sorted((c for c in cells if (c["trainer"], c["train_on"]) == (trainer, train_on)),
+                  key=lambda c: c.get("repeat", 1))
+    return [c for c in mine if (model(workdir, c) / "fold_0" / "checkpoint_final.pth").is_file()]
+
+
+def model(workdir: Path, c: dict) -> Path:
+    """The model folder of a cell's training."""
+    return cell_model(workdir, c["budget_trainer"], c["train_on"], c.get("repeat", 1))
 
 
 def ensemble_folder(folder: Path, models: list[Path]) -> Path:
@@ -60,12 +57,6 @@ def ensemble_folder(folder: Path, models: list[Path]) -> Path:
     for i, model in enumerate(models):
         (folder / f"fold_{i}").symlink_to((model / "fold_0").resolve())
     return folder
-
-
-def member_tag(model: Path, repeat: int, source: str) -> str:
-    """The name of the cross-dataset benchmark's evaluation of one training on one source (default settings)."""
-    suffix = f"_repeat{repeat}" if repeat > 1 else ""
-    return f"{model.parent.name}_{model.name.split('__')[0]}{suffix}_{source}_rescaled"
 
 
 def summarise(dice_by_case: dict[str, float]) -> dict:
@@ -87,10 +78,10 @@ def main() -> int:
         raise SystemExit(f"{len(found)} finished {TIER} training(s) of {args.trainer} on {args.train_on} in "
                          f"{args.workdir}: an ensemble needs two or more (benchmarks/cross_dataset.py --tier "
                          f"{TIER} --trainers {args.trainer} --train-on {args.train_on} --repeat N)")
-    repeats = [r for r, _ in found]
+    repeats = [c.get("repeat", 1) for c in found]
     # the members are in the name, so that no other set of trainings is ever scored from these masks
     name = f"ensemble_{args.trainer}_{args.train_on}_trainings_" + "_".join(map(str, repeats))
-    folder = ensemble_folder(args.workdir / name / "model", [m for _, m in found])
+    folder = ensemble_folder(args.workdir / name / "model", [model(args.workdir, c) for c in found])
     env = nnunet_env(args.workdir)
     result = {"date": date.today().isoformat(), "tier": TIER, "trainer": args.trainer, "train_on": args.train_on,
               "members": repeats, "segment": "default settings (rescaled), no mirroring, post-processing on",
@@ -100,9 +91,10 @@ def main() -> int:
         truth = args.workdir / "fullres" / dataset_name(source) / "labelsTs"
         tag = f"{name}_{source}"
         scored, _ = score(args.workdir, env, tag, photos, truth, ["-m", str(folder)])
-        ours = {c: 100 * row["dice"] for c, row in per_case(args.workdir, tag).items()}
-        theirs = {r: {c: 100 * row["dice"] for c, row in per_case(args.workdir, member_tag(m, r, source)).items()}
-                  for r, m in found}
+        ours = dice_per_case(args.workdir, tag)
+        theirs = {c.get("repeat", 1): dice_per_case(args.workdir, cell_tag(c["budget_trainer"], c["train_on"],
+                                                                           c.get("repeat", 1), source))
+                  for c in found}
         sheet = args.workdir / f"evaluation_{tag}" / "worst_cases.png"
         result["test"][source] = {
             "ensemble": {**summarise(ours), "hd95_mean": round(scored["metrics"]["hd95"]["mean"], 2),
