@@ -298,3 +298,38 @@ def test_trainings_with_different_plans_are_not_ensembled(tmp_path, monkeypatch)
     trainings = [_training(tmp_path / name, {"plans_name": name}) for name in ("nnUNetPlans", "nnUNetPlansBundledNet")]
     with pytest.raises(SystemExit, match="different plans"):
         load("ensemble").ensemble_folder(tmp_path / "ensemble", trainings)
+
+
+def _segmented_and_scored(tmp_path: Path, photos: dict[str, tuple[float, list[str]]]) -> tuple[Path, Path]:
+    """A segment output folder (JSON lines) and an evaluate output folder (per_case.csv) for {case: (Dice, flags)}."""
+    segmented, evaluation = tmp_path / "seg", tmp_path / "report"
+    segmented.mkdir()
+    evaluation.mkdir()
+    (segmented / "segment.jsonl").write_text("".join(json.dumps({"name": case, "flags": flags}) + "\n"
+                                                     for case, (_, flags) in photos.items()))
+    (evaluation / "per_case.csv").write_text("case,dice,iou\n" + "".join(f"{case},{d / 100},0.5\n"
+                                                                         for case, (d, _) in photos.items()))
+    return segmented, evaluation
+
+
+def test_flag_recall_counts_a_wrong_photo_as_caught_only_when_a_flag_was_raised_on_it(tmp_path):
+    segmented, evaluation = _segmented_and_scored(tmp_path, {
+        "lost": (60.0, ["low_confidence"]), "root": (85.0, []), "edge": (98.0, ["cut_by_border"]), "fine": (97.0, [])})
+    roots = tmp_path / "roots.json"
+    roots.write_text(json.dumps({"cases": {"root": {"dice_true_roots": 0.95}}}))
+    out = tmp_path / "recall.json"
+    load("flag_recall").main(["--segmented", str(segmented), "--evaluation", str(evaluation),
+                              "--root-errors", str(roots), "--json", str(out)])
+    found = json.loads(out.read_text())
+    assert (found["wrong"], found["wrong_flagged"], found["flagged"]) == (2, 1, 2)
+    assert found["per_flag"] == {"cut_by_border": {"raised": 1, "wrong_among_them": 0},
+                                 "low_confidence": {"raised": 1, "wrong_among_them": 1}}
+    assert found["wrong_unflagged"] == {"root": 85.0}
+    assert found["wrong_unflagged_reaching_below_with_true_roots"] == 1
+
+
+def test_flag_recall_refuses_scores_of_photos_it_has_no_segment_line_for(tmp_path):
+    segmented, evaluation = _segmented_and_scored(tmp_path, {"a": (95.0, [])})
+    (evaluation / "per_case.csv").write_text("case,dice\na,0.95\nb,0.5\n")
+    with pytest.raises(ValueError, match="no segment line for 1 scored photo"):
+        load("flag_recall").main(["--segmented", str(segmented), "--evaluation", str(evaluation)])
