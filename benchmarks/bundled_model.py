@@ -384,15 +384,25 @@ def main() -> int:
     return 0
 
 
+def report_per_case(report: Path) -> dict[str, dict[str, float]]:
+    """The per-photo metrics of an ``nnunet-tongue evaluate`` report folder: case -> {dice, iou, hd95, ...}."""
+    with open(report / "per_case.csv", newline="") as f:
+        return {row.pop("case"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
+
+
+def report_dice(report: Path) -> dict[str, float]:
+    """Dice (%) per photo of an ``nnunet-tongue evaluate`` report folder."""
+    return {case: 100 * row["dice"] for case, row in report_per_case(report).items()}
+
+
 def per_case(workdir: Path, tag: str) -> dict[str, dict[str, float]]:
     """The per-photo metrics of an evaluation written by :func:`score`: case -> {dice, iou, hd95, ...}."""
-    with open(workdir / f"evaluation_{tag}" / "per_case.csv", newline="") as f:
-        return {row.pop("case"): {k: float(v) for k, v in row.items()} for row in csv.DictReader(f)}
+    return report_per_case(workdir / f"evaluation_{tag}")
 
 
 def dice_per_case(workdir: Path, tag: str) -> dict[str, float]:
     """Dice (%) per photo of an evaluation written by :func:`score`."""
-    return {case: 100 * row["dice"] for case, row in per_case(workdir, tag).items()}
+    return report_dice(workdir / f"evaluation_{tag}")
 
 
 def paired_difference(workdir: Path, tag: str, reference: str) -> dict:

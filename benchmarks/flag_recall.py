@@ -15,13 +15,14 @@ runs: it reads ``segment``'s JSON lines and ``evaluate``'s ``per_case.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+
+from bundled_model import report_dice
 
 from nnunet_tongue.inference.segment import JSONL_NAME
 
@@ -32,12 +33,6 @@ def read_flags(segmented: Path) -> dict[str, list[str]]:
     """{photo name: flags raised} from a ``segment`` output folder."""
     with open(segmented / JSONL_NAME) as lines:
         return {row["name"]: row.get("flags", []) for row in map(json.loads, lines)}
-
-
-def read_dice(evaluation: Path) -> dict[str, float]:
-    """{case: Dice %} from an ``evaluate`` output folder."""
-    with open(evaluation / "per_case.csv", newline="") as table:
-        return {row["case"]: 100 * float(row["dice"]) for row in csv.DictReader(table)}
 
 
 def recall(dice: dict[str, float], flags: dict[str, list[str]], below: float = BELOW) -> dict[str, object]:
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root-errors", type=Path, help="root_errors.py's --json for the same masks")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
-    result = recall(read_dice(args.evaluation), read_flags(args.segmented), args.below)
+    result = recall(report_dice(args.evaluation), read_flags(args.segmented), args.below)
     if args.root_errors:
         result = with_true_roots(result, json.loads(args.root_errors.read_text()))
     print(sentence(args.name, result))

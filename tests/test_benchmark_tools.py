@@ -312,7 +312,8 @@ def _segmented_and_scored(tmp_path: Path, photos: dict[str, tuple[float, list[st
     return segmented, evaluation
 
 
-def test_flag_recall_counts_a_wrong_photo_as_caught_only_when_a_flag_was_raised_on_it(tmp_path):
+def test_flag_recall_counts_a_wrong_photo_as_caught_only_when_a_flag_was_raised_on_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     segmented, evaluation = _segmented_and_scored(tmp_path, {
         "lost": (60.0, ["low_confidence"]), "root": (85.0, []), "edge": (98.0, ["cut_by_border"]), "fine": (97.0, [])})
     roots = tmp_path / "roots.json"
@@ -328,7 +329,8 @@ def test_flag_recall_counts_a_wrong_photo_as_caught_only_when_a_flag_was_raised_
     assert found["wrong_unflagged_reaching_below_with_true_roots"] == 1
 
 
-def test_flag_recall_refuses_scores_of_photos_it_has_no_segment_line_for(tmp_path):
+def test_flag_recall_refuses_scores_of_photos_it_has_no_segment_line_for(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     segmented, evaluation = _segmented_and_scored(tmp_path, {"a": (95.0, [])})
     (evaluation / "per_case.csv").write_text("case,dice\na,0.95\nb,0.5\n")
     with pytest.raises(ValueError, match="no segment line for 1 scored photo"):
