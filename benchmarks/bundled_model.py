@@ -1,14 +1,14 @@
 """Train the bundled model, pack it into the package and score it on both test sets.
 
-    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: 4.5-7.3 h of epochs on 2 CPU
-        # cores (645-699 s per epoch on 2026-12-04; 1,030-1,049 s, the cores to itself, on 2026-12-05;
+    python benchmarks/bundled_model.py            # 6,250 training steps, then scoring: 7.3 h of epochs on 2 CPU
+        # cores (912-1,074 s per epoch, the cores to itself, 2026-12-05: --repeat 2 below, models.md;
         # resumes where it stopped when run again), or 5 min on a lent
         # GPU: STEPS=bundled in benchmarks/device_run.sh trains it there, benchmarks/device_bundled.py brings it
         # home, this packs and scores it
     python benchmarks/bundled_model.py --score-only
     python benchmarks/bundled_model.py --epochs 40 --iterations 250   # a candidate: another budget (any budget
         # other than the bundled model's 25 x 250 is one), e.g. trained on a lent GPU (benchmarks/device_bundled.py)
-  The candidates of docs/models.md, all at 12 steps per epoch (--from-bundled started from the bundled model of
+  The candidates of docs/models.md, all but the last at 12 steps per epoch (--from-bundled started from the bundled model of
   the day, the 1,536-step one):
     python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced --epochs 32 --iterations 12
     python benchmarks/bundled_model.py --epochs 32 --iterations 12 --max-size 256   # the recipe trained at 256 px
@@ -16,6 +16,7 @@
         # the bundled model (its network and weights) fine-tuned on photos at 256 px
     python benchmarks/bundled_model.py --epochs 128 --iterations 12 --from-bundled   # a second training cycle
     python benchmarks/bundled_model.py --epochs 128 --iterations 12 --repeat 2   # the 1,536-step recipe trained again
+    python benchmarks/bundled_model.py --repeat 2   # the bundled model's recipe and budget trained again (on CPU)
 
 Steps (each a stock nnU-Net or nnunet-tongue command, echoed and logged under ``--workdir``):
 1. the cross-dataset benchmark's preparation (``benchmarks/cross_dataset.py``): BioHit and NTUST converted
