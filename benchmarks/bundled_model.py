@@ -8,8 +8,8 @@
     python benchmarks/bundled_model.py --score-only
     python benchmarks/bundled_model.py --epochs 40 --iterations 250   # a candidate: another budget (any budget
         # other than the bundled model's 25 x 250 is one), e.g. trained on a lent GPU (benchmarks/device_bundled.py)
-  The candidates of docs/models.md, all but the last at 12 steps per epoch (--from-bundled started from the bundled model of
-  the day, the 1,536-step one):
+  The candidates of docs/models.md, all but the last at 12 steps per epoch (--from-bundled started from the
+  bundled model of the day, the 1,536-step one):
     python benchmarks/bundled_model.py --trainer nnUNetTrainerUNet320CoatingAugBalanced --epochs 32 --iterations 12
     python benchmarks/bundled_model.py --epochs 32 --iterations 12 --max-size 256   # the recipe trained at 256 px
     python benchmarks/bundled_model.py --epochs 16 --iterations 12 --max-size 256 --lr 3e-4 --from-bundled
